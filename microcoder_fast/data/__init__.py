@@ -1,0 +1,1 @@
+"""Problem formats (LiveCodeBench, HumanEval, MicroCoder JSONL), prompts, code extraction, embedded data."""

@@ -1,0 +1,1 @@
+"""The Python face of the C++ sandboxed executor: Executor, Problem, TestCase, Verdict."""

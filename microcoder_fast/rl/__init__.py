@@ -1,0 +1,1 @@
+"""MicroCoder-GRPO trainer: config, rollout engines, rewards, masking, temperature, loop, checkpoints."""
