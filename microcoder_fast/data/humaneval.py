@@ -172,7 +172,8 @@ def load_humaneval(mode: str = "call") -> list[CodeProblem]:
         if mode == "call":
             tests = [TestPair("\n".join(lines), out) for lines, out in rec["tests"]]
             problem = CodeProblem(
-                id=tid, question=task["prompt"], starter_code=task["prompt"], fn_name=entry,
+                id=tid, question=f"Implement the Python function `{entry}` in the starter code so that it does "
+                "what its docstring describes.", starter_code=task["prompt"], fn_name=entry,
                 private_tests=tests, source="humaneval", platform="humaneval",
                 solution=task["prompt"] + task["canonical_solution"],
                 metadata={"entry_point": entry, "prompt": task["prompt"], "mode": "call",
