@@ -389,6 +389,8 @@ def _close(a: float, b: float, abs_tol: float, rel_tol: float) -> bool:
         return True
     if a != a or b != b:
         return a != a and b != b
+    if a in (math.inf, -math.inf) or b in (math.inf, -math.inf):
+        return False
     d = abs(a - b)
     return d <= abs_tol or d <= rel_tol * abs(b)
 
