@@ -55,13 +55,16 @@ def _grpo_loss_op(
     dual = _opt(dual_clip)
     mlen = _opt(max_len)
     if not _use_triton(logp):
-        loss, metrics, grad = grpo_loss_cpu(logp, old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef,
-                                            dual, agg, mlen)
+        loss, metrics, grad = grpo_loss_cpu(
+            logp, old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, dual, agg, mlen
+        )
         return loss, metrics, grad
     from microcoder_fast.kernels.grpo_loss import grpo_token_terms_triton
 
     scale = sequence_scale(mask, agg, mlen)
-    buf = grpo_token_terms_triton(logp, old_logp, advantages, mask, ref_logp, scale, eps_low, eps_high, kl_coef, dual)
+    buf = grpo_token_terms_triton(
+        logp, old_logp, advantages, mask, ref_logp, scale, eps_low, eps_high, kl_coef, dual
+    )
     valid = (mask != 0).reshape(-1)
     w = scale.repeat_interleave(mask.shape[1]) if mask.numel() else scale.new_zeros(0)
     low, high, dl = unpack_flags(buf[4])
@@ -97,7 +100,9 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor
     ctx.logp_dtype = inputs[0].dtype
 
 
-def _backward(ctx: Any, grad_loss: torch.Tensor, grad_metrics: torch.Tensor, grad_grad: torch.Tensor) -> tuple:
+def _backward(
+    ctx: Any, grad_loss: torch.Tensor, grad_metrics: torch.Tensor, grad_grad: torch.Tensor
+) -> tuple:
     (g,) = ctx.saved_tensors
     grad_logp = (g * grad_loss).to(ctx.logp_dtype)
     return grad_logp, None, None, None, None, None, None, None, None, None, None
@@ -152,10 +157,13 @@ def grpo_loss(
         raise ValueError(f"grpo_loss: logp must be [B, L], got shape {tuple(logp.shape)}")
     if not logp.is_floating_point():
         raise TypeError(f"grpo_loss: logp must be floating, got {logp.dtype}")
-    check_loss_args("grpo_loss", old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, agg, dual_clip,
-                    max_len)
+    check_loss_args(
+        "grpo_loss", old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, agg, dual_clip, max_len
+    )
     if tuple(logp.shape) != tuple(mask.shape):
-        raise ValueError(f"grpo_loss: logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must have one shape")
+        raise ValueError(
+            f"grpo_loss: logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must have one shape"
+        )
     loss, metrics, _ = _grpo_loss_op(
         logp,
         old_logp.detach(),

@@ -33,7 +33,9 @@ def check_group_advantages_args(
             f"{tuple(rewards.shape)}; sum token-level rewards per response first"
         )
     if not rewards.is_floating_point():
-        raise TypeError(f"group_advantages: rewards must be a floating tensor, got {rewards.dtype}; use .float()")
+        raise TypeError(
+            f"group_advantages: rewards must be a floating tensor, got {rewards.dtype}; use .float()"
+        )
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_advantages: group_size must be a positive int, got {group_size!r}")
     if rewards.numel() % group_size != 0:
@@ -59,7 +61,9 @@ def check_group_advantages_args(
         )
 
 
-def _nan_std(x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, unbiased: bool, dim: int | None) -> torch.Tensor:
+def _nan_std(
+    x: torch.Tensor, valid: torch.Tensor, mean: torch.Tensor, unbiased: bool, dim: int | None
+) -> torch.Tensor:
     count = valid.sum(dim=dim, keepdim=dim is not None).to(torch.float64)
     dev = torch.where(valid, x - mean, torch.zeros_like(x))
     ss = (dev * dev).sum(dim=dim, keepdim=dim is not None)

@@ -57,7 +57,9 @@ def check_loss_args(
 ) -> None:
     """Clear errors for every argument a caller can get wrong (shared by grpo_loss and fused_grpo_loss)."""
     if mask.dim() != 2:
-        raise ValueError(f"{name}: mask must be [B, L] (1 = token in the loss), got shape {tuple(mask.shape)}")
+        raise ValueError(
+            f"{name}: mask must be [B, L] (1 = token in the loss), got shape {tuple(mask.shape)}"
+        )
     bl = tuple(mask.shape)
     if tuple(old_logp.shape) != bl:
         raise ValueError(f"{name}: old_logp must have the mask's shape {bl}, got {tuple(old_logp.shape)}")
@@ -73,7 +75,9 @@ def check_loss_args(
     if ref_logp is not None and tuple(ref_logp.shape) != bl:
         raise ValueError(f"{name}: ref_logp must have the mask's shape {bl}, got {tuple(ref_logp.shape)}")
     if kl_coef != 0.0 and ref_logp is None:
-        raise ValueError(f"{name}: kl_coef={kl_coef} needs ref_logp (the reference policy's log-probs [B, L])")
+        raise ValueError(
+            f"{name}: kl_coef={kl_coef} needs ref_logp (the reference policy's log-probs [B, L])"
+        )
     if not (math.isfinite(kl_coef) and kl_coef >= 0.0):
         raise ValueError(f"{name}: kl_coef must be a finite number >= 0, got {kl_coef!r}")
     if not (0.0 <= eps_low < 1.0):
@@ -81,7 +85,9 @@ def check_loss_args(
     if not (eps_high >= 0.0 and math.isfinite(eps_high)):
         raise ValueError(f"{name}: eps_high must be a finite number >= 0, got {eps_high!r}")
     if dual_clip is not None and not (dual_clip > 1.0):
-        raise ValueError(f"{name}: dual_clip must be > 1 (verl's clip_ratio_c, e.g. 3.0) or None, got {dual_clip!r}")
+        raise ValueError(
+            f"{name}: dual_clip must be > 1 (verl's clip_ratio_c, e.g. 3.0) or None, got {dual_clip!r}"
+        )
     if agg not in AGGS:
         raise ValueError(f"{name}: agg must be one of {AGGS}, got {agg!r}")
     if agg == "seq-mean-token-sum-norm":
@@ -245,8 +251,19 @@ def grpo_loss_reference(
     max_len: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The oracle: verl-style formula differentiated by autograd (fp32). Returns (loss, metrics dict)."""
-    check_loss_args("grpo_loss_reference", old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, agg,
-                    dual_clip, max_len)
+    check_loss_args(
+        "grpo_loss_reference",
+        old_logp,
+        advantages,
+        mask,
+        ref_logp,
+        eps_low,
+        eps_high,
+        kl_coef,
+        agg,
+        dual_clip,
+        max_len,
+    )
     valid = mask != 0
     lp = logp.to(torch.float32)
     a = advantages.to(torch.float32)
@@ -318,6 +335,7 @@ def grpo_loss_cpu(
     w = s[:, None].expand(valid.shape)
     adv = advantages[:, None] if advantages.dim() == 1 else advantages
     t = grpo_token_terms(logp, old_logp, adv, valid, ref_logp, w, eps_low, eps_high, kl_coef, dual_clip)
-    loss, metrics = reduce_terms(t["pg"], t["kl"], t["ratio"], t["nlr"], t["clip_low"], t["clip_high"], t["dual"],
-                                 valid, w, kl_coef)
+    loss, metrics = reduce_terms(
+        t["pg"], t["kl"], t["ratio"], t["nlr"], t["clip_low"], t["clip_high"], t["dual"], valid, w, kl_coef
+    )
     return loss, metrics, t["grad"]
