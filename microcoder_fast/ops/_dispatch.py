@@ -1,0 +1,140 @@
+"""Private helpers shared by the op modules: device dispatch, row views, target checks, interpreter switch.
+
+- ``use_triton(device)``: CUDA tensors go to the Triton kernels; CPU tensors go to the torch reference, unless
+  the ``triton_interpreter()`` context is active, which sends CPU tensors through the Triton kernels run by
+  Triton's interpreter (``TRITON_INTERPRET=1``) -- that is how the kernels are tested on machines without GPU.
+- ``kernels(name)``: the kernel module ``microcoder_fast.kernels.<name>``.
+- ``rows3d(t)``: a [B, L, V] view of a [..., V] tensor without copying when its leading dimensions can be
+  described by two strides (e.g. ``logits[:, :-1]``); only other layouts are copied.
+- ``check_target_range(target, V)``: a clear ``ValueError`` for a target outside [0, V).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+from collections.abc import Iterator
+from types import ModuleType
+
+import torch
+
+_KERNEL_PACKAGE = "microcoder_fast.kernels"
+
+_state = threading.local()
+
+
+def _interpreting() -> bool:
+    return getattr(_state, "interp", False)
+
+
+def use_triton(device: torch.device) -> bool:
+    """True when tensors on ``device`` run the Triton kernels (CUDA, or any device inside triton_interpreter())."""
+    return device.type == "cuda" or _interpreting()
+
+
+def kernels(name: str) -> ModuleType:
+    """The kernel module ``microcoder_fast.kernels.<name>``."""
+    return importlib.import_module(f"{_KERNEL_PACKAGE}.{name}")
+
+
+def interpreter_active() -> bool:
+    """True when Triton was imported in interpreter mode (``TRITON_INTERPRET=1`` set before ``import triton``)."""
+    if os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "on", "yes"):
+        return False
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(tl.standard.sum, InterpretedFunction)
+
+
+@contextlib.contextmanager
+def triton_interpreter() -> Iterator[None]:
+    """Inside this context, CPU tensors run the Triton kernels under Triton's interpreter (slow; tests only).
+
+    Triton's own library functions are decorated when ``triton`` is first imported, so the process must start
+    with ``TRITON_INTERPRET=1`` in its environment (tests run the interpreter checks in a subprocess so that
+    compiled kernels elsewhere in the test process are not affected).
+    """
+    if not interpreter_active():
+        raise RuntimeError(
+            "triton_interpreter() needs TRITON_INTERPRET=1 in the environment before triton is imported; "
+            "start the process with it (e.g. TRITON_INTERPRET=1 python -m pytest ...)"
+        )
+    prev = _interpreting()
+    _state.interp = True
+    try:
+        yield
+    finally:
+        _state.interp = prev
+
+
+def rows3d(t: torch.Tensor) -> torch.Tensor:
+    """View ``t`` [..., V] as [B, L, V] with unit stride over V, copying only when no such view exists."""
+    if t.dim() == 0:
+        raise ValueError("expected a tensor with a last (vocabulary) dimension, got a 0-d tensor")
+    V = t.shape[-1]
+    if V > 1 and t.stride(-1) != 1:
+        t = t.contiguous()
+    lead = [(size, stride) for size, stride in zip(t.shape[:-1], t.stride()[:-1]) if size != 1]
+    if any(size == 0 for size, _ in lead):
+        return t.new_empty((0, 1, V))
+    merged: list[list[int]] = []
+    for size, stride in lead:
+        if merged and merged[-1][1] == stride * size:
+            merged[-1][0] *= size
+            merged[-1][1] = stride
+        else:
+            merged.append([size, stride])
+    if len(merged) > 2:
+        t = t.contiguous()
+        n = t.numel() // V if V else 0
+        return t.view(1, n, V) if V else t.reshape(1, -1, V)
+    if len(merged) == 0:
+        merged = [[1, V]]
+    if len(merged) == 1:
+        merged = [[1, merged[0][0] * merged[0][1]], merged[0]]
+    (B, sb), (L, sl) = merged
+    return t.as_strided((B, L, V), (sb, sl, 1))
+
+
+def check_target_range(target: torch.Tensor, V: int, name: str = "target") -> None:
+    """Raise ValueError when any entry of ``target`` is outside [0, V). One reduction (a sync on CUDA)."""
+    if target.numel() == 0:
+        return
+    lo, hi = torch.aminmax(target)
+    lo_i, hi_i = int(lo), int(hi)
+    if lo_i < 0 or hi_i >= V:
+        bad = ((target < 0) | (target >= V)).nonzero()
+        first = tuple(int(i) for i in bad[0].tolist()) if bad.numel() else ()
+        raise ValueError(
+            f"{name} holds token ids outside the vocabulary [0, {V}): found values in [{lo_i}, {hi_i}] "
+            f"(first bad entry at index {first}). Check that the tokenizer and the logits' vocabulary "
+            f"size agree, and drop or remap padding / ignore-index ids (e.g. -100) before calling."
+        )
+
+
+def check_float_tensor(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}; cast it with .float()")
+
+
+def normalise_target(target: torch.Tensor, name: str = "target") -> torch.Tensor:
+    """int32/int64 pass through; other integer dtypes become int64; floats and bools are an error."""
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{name} must be an integer torch.Tensor of token ids, got {type(target).__name__}")
+    if target.dtype in (torch.int32, torch.int64):
+        return target
+    if target.dtype in (torch.uint8, torch.int8, torch.int16):
+        return target.to(torch.int64)
+    raise TypeError(f"{name} must hold integer token ids (int32 or int64), got {target.dtype}; use .long()")
+
+
+def check_temperature(temperature: float) -> float:
+    if isinstance(temperature, torch.Tensor):
+        raise TypeError("temperature must be a Python float (a runtime scalar), not a tensor; use float(t)")
+    t = float(temperature)
+    if not (t > 0.0) or t == float("inf"):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    return t

@@ -1,0 +1,239 @@
+"""``ops.token_logprobs``: log softmax(logits / T)[target] (and optionally the entropy), differentiable.
+
+Registered as torch.library custom ops (``microcoder_fast::token_logprobs_fwd`` / ``_bwd`` /
+``_bwd_inplace``) with autograd and fake kernels, so ``torch.compile(fullgraph=True)`` traces through them.
+CUDA tensors run the Triton kernels in ``microcoder_fast.kernels.token_logprobs``; CPU tensors run the torch
+reference a bounded chunk of rows at a time (never a [tokens, vocab] fp32 buffer).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import torch
+
+from microcoder_fast.ops import _dispatch
+from microcoder_fast.reference import token_logprobs as _ref
+
+__all__ = ["token_logprobs"]
+
+
+def _lead_shape(logits: torch.Tensor) -> tuple[int, ...]:
+    return tuple(logits.shape[:-1])
+
+
+@torch.library.custom_op("microcoder_fast::token_logprobs_fwd", mutates_args=())
+def _fwd(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    check_target: bool,
+    inplace_backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    lead = _lead_shape(logits)
+    V = logits.shape[-1]
+    flat_target = target.reshape(-1).contiguous()
+    if check_target or not _dispatch.use_triton(logits.device):
+        _dispatch.check_target_range(flat_target, V)
+    logits3 = _dispatch.rows3d(logits)
+    if _dispatch.use_triton(logits.device):
+        k = _dispatch.kernels("token_logprobs")
+        logp, lse, ent = k.token_logprobs_fwd(logits3, flat_target, 1.0 / temperature, return_entropy)
+    else:
+        logp, lse, ent = _ref.token_logprobs_forward_chunked(logits3, flat_target, temperature, return_entropy)
+    return logp.view(lead), lse.view(lead), (ent.view(lead) if return_entropy else ent)
+
+
+@_fwd.register_fake
+def _fwd_fake(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    check_target: bool,
+    inplace_backward: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    lead = _lead_shape(logits)
+    logp = logits.new_empty(lead, dtype=torch.float32)
+    lse = logits.new_empty(lead, dtype=torch.float32)
+    ent = logits.new_empty(lead if return_entropy else (0,), dtype=torch.float32)
+    return logp, lse, ent
+
+
+def _backward_into(
+    logits: torch.Tensor,
+    grad: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> None:
+    logits3 = _dispatch.rows3d(logits)
+    grad3 = _dispatch.rows3d(grad)
+    copied = grad3.numel() > 0 and not _shares_storage(grad3, grad)  # layout with no [B, L, V] view
+    flat_target = target.reshape(-1).contiguous()
+    flat = lambda t: None if t is None else t.reshape(-1).float().contiguous()
+    lse_f, ent_f, gl, ge = flat(lse), flat(ent), flat(g_logp), flat(g_ent)
+    if _dispatch.use_triton(logits.device):
+        k = _dispatch.kernels("token_logprobs")
+        k.token_logprobs_bwd(logits3, grad3, flat_target, lse_f, ent_f, gl, ge, 1.0 / temperature)
+    else:
+        _ref.token_logprobs_backward_chunked(logits3, grad3, flat_target, lse_f, ent_f, gl, ge, temperature)
+    if copied:
+        grad.copy_(grad3.reshape(grad.shape))
+
+
+def _shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+@torch.library.custom_op("microcoder_fast::token_logprobs_bwd", mutates_args=())
+def _bwd(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> torch.Tensor:
+    grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+    _backward_into(logits, grad, target, lse, ent, g_logp, g_ent, temperature)
+    return grad
+
+
+@_bwd.register_fake
+def _bwd_fake(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> torch.Tensor:
+    return torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
+
+
+@torch.library.custom_op("microcoder_fast::token_logprobs_bwd_inplace", mutates_args=("logits",))
+def _bwd_inplace(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> None:
+    _backward_into(logits, logits, target, lse, ent, g_logp, g_ent, temperature)
+
+
+@_bwd_inplace.register_fake
+def _bwd_inplace_fake(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> None:
+    return None
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    logits, target, temperature, return_entropy, _check, inplace_backward = inputs
+    _logp, lse, ent = output
+    ctx.save_for_backward(logits, target, lse, ent if return_entropy else None)
+    ctx.temperature = temperature
+    ctx.return_entropy = return_entropy
+    ctx.inplace_backward = inplace_backward
+    ctx.set_materialize_grads(False)
+
+
+def _backward(
+    ctx: Any, g_logp: torch.Tensor | None, _g_lse: torch.Tensor | None, g_ent: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
+    logits, target, lse, ent = ctx.saved_tensors
+    if not ctx.return_entropy:
+        g_ent = None
+    if g_logp is None and g_ent is None:
+        return None, None, None, None, None, None
+    if ctx.inplace_backward:
+        torch.ops.microcoder_fast.token_logprobs_bwd_inplace(
+            logits, target, lse, ent, g_logp, g_ent, ctx.temperature
+        )
+        grad = logits
+    else:
+        grad = torch.ops.microcoder_fast.token_logprobs_bwd(logits, target, lse, ent, g_logp, g_ent, ctx.temperature)
+    return grad, None, None, None, None, None
+
+
+_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def token_logprobs(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    *,
+    inplace_backward: bool = False,
+    check_target: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Per-token ``log softmax(logits / temperature)[target]`` in fp32, optionally with the entropy.
+
+    Args:
+        logits: [..., V] float32 / bfloat16 / float16, any strides (leading dimensions such as
+            ``logits[:, :-1]`` are read in place, not copied).
+        target: [...] int32 / int64 token ids in [0, V) (same leading shape as ``logits``).
+        temperature: runtime scalar > 0 (changing it never recompiles a kernel).
+        return_entropy: also return the entropy of softmax(logits / temperature) per token (fp32, nats).
+        inplace_backward: write d(logits) into the logits buffer in the backward instead of allocating a new
+            one (saves a [..., V] buffer; the logits' values are destroyed, so only use it when nothing else
+            needs them afterwards -- e.g. logits that exist only to feed this op). Eager mode only.
+        check_target: verify that every target is in [0, V) (a ValueError otherwise). Always on for CPU;
+            on CUDA it costs one small reduction and a host sync; turn it off inside CUDA graphs
+            (an out-of-range target then yields NaN, never an out-of-bounds read).
+
+    Returns:
+        logp [...] fp32 (``<= 0``), or ``(logp, entropy)`` when ``return_entropy``.
+    """
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
+    _dispatch.check_float_tensor(logits, "logits")
+    target = _dispatch.normalise_target(target)
+    if logits.dim() == 0:
+        raise ValueError("logits must have a last vocabulary dimension [..., V]; got a 0-d tensor")
+    if tuple(target.shape) != tuple(logits.shape[:-1]):
+        raise ValueError(
+            f"target shape {tuple(target.shape)} must equal logits.shape[:-1] = {tuple(logits.shape[:-1])} "
+            "(one token id per logits row)"
+        )
+    if target.device != logits.device:
+        raise ValueError(f"target is on {target.device} but logits are on {logits.device}; move one of them")
+    if logits.shape[-1] == 0:
+        raise ValueError("logits have an empty vocabulary dimension (V = 0)")
+    t = _dispatch.check_temperature(temperature)
+    logp, _lse, ent = torch.ops.microcoder_fast.token_logprobs_fwd(
+        logits, target, t, bool(return_entropy), bool(check_target), bool(inplace_backward)
+    )
+    if return_entropy:
+        return logp, ent
+    return logp
+
+
+class _CallableModule(types.ModuleType):
+    """Once this submodule is imported, Python binds ``microcoder_fast.ops.token_logprobs`` to the module, not
+    the function; making the module callable keeps ``ops.token_logprobs(...)`` working either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return token_logprobs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,154 @@
+"""Plain-PyTorch token log-probs and entropy: the test oracle and the CPU path.
+
+- ``token_logprobs_naive``: the textbook formula in float64 (or any dtype), materialising [..., V]; the oracle.
+- ``token_logprobs_forward_chunked`` / ``token_logprobs_backward_chunked``: fp32, a bounded number of rows
+  at a time (``chunk_elems`` fp32 elements per temporary), the same math and edge-case conventions as the
+  Triton kernels. Used by ``ops.token_logprobs`` on CPU.
+
+Conventions (shared with the kernels): logits are divided by the temperature; log-probs are clamped to
+``<= 0``; a ``-inf`` target logit gives ``-inf``; a row whose logits are all ``-inf`` gives log-prob ``-inf``,
+entropy 0 and a zero gradient (never NaN); ``-inf`` entries contribute nothing to the entropy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DEFAULT_CHUNK_ELEMS = 1 << 22  # 16 MiB of fp32 per temporary
+
+
+def token_logprobs_naive(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """log softmax(logits / T)[target] (and the entropy of softmax(logits / T)) computed in ``dtype``."""
+    z = logits.to(dtype) / temperature
+    lse = torch.logsumexp(z, dim=-1)
+    dead = lse == float("-inf")
+    lse_safe = torch.where(dead, torch.zeros_like(lse), lse)
+    logp_all = z - lse_safe.unsqueeze(-1)
+    zt = z.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+    logp = (zt - lse_safe).clamp(max=0.0)
+    logp = torch.where(dead | (zt == float("-inf")), torch.full_like(logp, float("-inf")), logp)
+    if not return_entropy:
+        return logp
+    p = torch.exp(logp_all)
+    plogp = torch.where(p > 0, p * logp_all, torch.zeros_like(p))
+    ent = torch.where(dead, torch.zeros_like(lse), -plogp.sum(-1)).clamp(min=0.0)
+    return logp, ent
+
+
+def _row_chunks(B: int, L: int, V: int, chunk_elems: int) -> list[tuple[int, int, int]]:
+    rows = max(1, chunk_elems // max(V, 1))
+    return [(b, l0, min(L, l0 + rows)) for b in range(B) for l0 in range(0, L, rows)]
+
+
+def _chunk_stats(
+    x: torch.Tensor, target: torch.Tensor, temperature: float, return_entropy: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    z = x.float() / temperature
+    m = z.amax(dim=-1)
+    m_safe = torch.where(m == float("-inf"), torch.zeros_like(m), m)
+    zc = z - m_safe.unsqueeze(-1)
+    e = torch.exp(zc)
+    s = e.sum(-1)
+    live = s > 0
+    s_safe = torch.where(live, s, torch.ones_like(s))
+    lse = torch.where(live, m_safe + torch.log(s_safe), torch.full_like(s, float("-inf")))
+    zt = z.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
+    logp = torch.minimum(zt - lse, torch.zeros_like(zt))
+    logp = torch.where((zt == float("-inf")) | ~live, torch.full_like(logp, float("-inf")), logp)
+    ent = None
+    if return_entropy:
+        t = torch.where(e > 0, e * zc, torch.zeros_like(e)).sum(-1)
+        ent = torch.where(live, torch.log(s_safe) - t / s_safe, torch.zeros_like(s)).clamp(min=0.0)
+    return logp, lse, ent
+
+
+def token_logprobs_forward_chunked(
+    logits3: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``logits3`` [B, L, V], ``target`` [B*L] → fp32 (logp [B*L], lse [B*L], entropy [B*L] or [0])."""
+    B, L, V = logits3.shape
+    n = B * L
+    logp = torch.empty(n, dtype=torch.float32, device=logits3.device)
+    lse = torch.empty(n, dtype=torch.float32, device=logits3.device)
+    ent = torch.empty(n if return_entropy else 0, dtype=torch.float32, device=logits3.device)
+    if n == 0:
+        return logp, lse, ent
+    for b, l0, l1 in _row_chunks(B, L, V, chunk_elems):
+        r0, r1 = b * L + l0, b * L + l1
+        lp, ls, en = _chunk_stats(logits3[b, l0:l1], target[r0:r1], temperature, return_entropy)
+        logp[r0:r1] = lp
+        lse[r0:r1] = ls
+        if en is not None:
+            ent[r0:r1] = en
+    return logp, lse, ent
+
+
+def softmax_grad_chunk(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+    v_offset: int = 0,
+) -> torch.Tensor:
+    """fp32 d loss / d logits for rows ``x`` [r, v] (global columns v_offset..v_offset+v) given the full lse."""
+    z = x.float() / temperature
+    live = (lse != float("-inf")).unsqueeze(-1)
+    lse_safe = torch.where(live.squeeze(-1), lse, torch.zeros_like(lse)).unsqueeze(-1)
+    p = torch.where(live, torch.exp(z - lse_safe), torch.zeros_like(z))
+    grad = torch.zeros_like(z)
+    if g_logp is not None:
+        g = g_logp.float().unsqueeze(-1)
+        grad = grad - p * g
+        local = target.long() - v_offset
+        inside = (local >= 0) & (local < z.shape[-1])
+        rows = inside.nonzero().squeeze(-1)
+        if rows.numel():
+            grad[rows, local[rows]] += g_logp.float()[rows]
+    if g_ent is not None and ent is not None:
+        logp_all = torch.where(p > 0, z - lse_safe, torch.zeros_like(z))
+        grad = grad - g_ent.float().unsqueeze(-1) * p * (logp_all + ent.unsqueeze(-1))
+    grad = torch.where(live, grad, torch.zeros_like(grad))
+    return grad / temperature
+
+
+def token_logprobs_backward_chunked(
+    logits3: torch.Tensor,
+    grad3: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+    chunk_elems: int = DEFAULT_CHUNK_ELEMS,
+) -> torch.Tensor:
+    """Write d loss / d logits into ``grad3`` [B, L, V] (may be ``logits3`` itself), a chunk of rows at a time."""
+    B, L, V = logits3.shape
+    if B * L == 0 or V == 0:
+        return grad3
+    for b, l0, l1 in _row_chunks(B, L, V, chunk_elems):
+        r0, r1 = b * L + l0, b * L + l1
+        g = softmax_grad_chunk(
+            logits3[b, l0:l1],
+            target[r0:r1],
+            lse[r0:r1],
+            None if ent is None else ent[r0:r1],
+            None if g_logp is None else g_logp[r0:r1],
+            None if g_ent is None else g_ent[r0:r1],
+            temperature,
+        )
+        grad3[b, l0:l1].copy_(g)
+    return grad3
