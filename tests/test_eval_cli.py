@@ -144,7 +144,6 @@ def test_resume_skips_judged_rows_and_survives_a_truncated_line(tmp_path, capsys
 def test_compare_side_by_side_lists_disagreements(tmp_path, capsys):
     _needs_executor()
     close = "a, b = map(int, input().split())\nprint((a + b) / 2 + 1e-10)\n"  # within 1e-6, not exact
-    bool_for_int = "class Solution:\n    def total(self, nums):\n        return True if sum(nums) == 1 else sum(nums)\n"
     problems, samples, out = _files(tmp_path, samples=[
         {"question_id": "avg", "code": close}, {"question_id": "add", "code": ADD_WRONG},
         {"question_id": "lc1", "code": LC_OK}])
@@ -161,7 +160,6 @@ def test_compare_side_by_side_lists_disagreements(tmp_path, capsys):
     assert "samples whose verdicts differ between default and lcb: 1" in text
     assert "line 1 avg: default=AC  lcb=WA" in text
     assert "== compare: lcb" in text
-    assert bool_for_int  # (kept as documentation of another known disagreement, call mode True vs 1)
 
 
 def test_release_filter_turns_other_problems_into_unknown_ids(tmp_path, capsys):
