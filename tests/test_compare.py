@@ -570,6 +570,7 @@ def _bench_module():
     path = Path(__file__).resolve().parents[1] / "bench" / "bench_executor.py"
     spec = importlib.util.spec_from_file_location("bench_executor", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_executor"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
