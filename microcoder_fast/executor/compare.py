@@ -109,6 +109,9 @@ MAX_DEPTH = 200
 _MAX_PLAIN_INT_BITS = 12_000
 
 _SIMPLE_TYPES = frozenset({int, str, float, bool, type(None)})
+# element types whose Python == agrees with default-mode equality when every element has one of them
+# and the type sets match (float only alone: 1.0 == 1 must not pass; bool never: True == 1)
+_FAST_EQ_TYPES = frozenset({int, str, float, type(None)})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -648,6 +651,11 @@ def _explain_default_value(a: object, e: object, where: str, abs_tol: float, rel
             return f"{where}: expected a list, got {_short(a)}"
         if len(a) != len(e):  # type: ignore[arg-type]
             return f"{where}: expected {len(e)} element(s), got {len(a)}"  # type: ignore[arg-type]
+        # fast path: element types that == cannot confuse (no bool/int/float mixing) and equal lists
+        types = set(map(type, a))  # type: ignore[arg-type]
+        if types <= _FAST_EQ_TYPES and (len(types) <= 1 or float not in types) and types == set(map(type, e)):
+            if list(a) == e:  # type: ignore[arg-type]
+                return None
         for i, (x, y) in enumerate(zip(a, e)):  # type: ignore[call-overload]
             r = _explain_default_value(x, y, f"{where}[{i}]", abs_tol, rel_tol)
             if r is not None:
