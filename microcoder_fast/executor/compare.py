@@ -43,6 +43,7 @@ Modes
     which is also a failure); ``complex`` values fail here (there ``1+0j == 1``).
 
 ``"microcoder"`` (the MicroCoder paper's multi-strategy fallback; reproduces its reward, not sound)
+    The paper describes its evaluator in words only (no code is published); this is our reading of it.
     Several comparisons are tried in turn and the output passes if any matches:
 
     1. whitespace/line normalisation: whole text stripped, every line stripped and its inner whitespace
@@ -257,7 +258,11 @@ def _conv(v: object, depth: int, path: set[int], fast: bool) -> object:
 
 
 def encode_value(value: object) -> str:
-    """Encode a call-mode return value as typed JSON text (see the module docstring).  Never raises."""
+    """Encode a call-mode return value as typed JSON text (see the module docstring).
+
+    The text is pure ASCII (non-ASCII and lone surrogates are ``\\u`` escapes).  Never raises: whatever
+    cannot be encoded becomes a ``{"r": [type, repr]}`` tag that matches nothing.
+    """
     try:
         try:
             return json.dumps(_conv(value, 0, set(), True), allow_nan=False, separators=(",", ":"))
