@@ -121,6 +121,7 @@ def test_default_stdout_accepts(actual, expected):
         ("\n3\n", "3\n"),  # leading empty line counts
         ("3\n\n4\n", "3\n4\n"),  # blank line in the middle counts
         ("1 2 3\n", "1 2\n"),  # extra token
+        ("1\u00a02\n", "1 2\n"),  # a no-break space does not separate tokens
         ("1\n", "\n"),
         ("", "0\n"),
     ],

@@ -8,8 +8,8 @@ Modes
 ``"default"`` (sound; what a careful real judge does)
     Stdin mode: ``\\r\\n`` becomes ``\\n``; trailing whitespace (space, tab, ``\\r``, ``\\f``, ``\\v``) of
     every line and trailing empty lines are ignored; the line counts must be equal.  A line passes if it is
-    identical, else token by token (tokens split on whitespace, so the spacing inside a line does not
-    matter once the tokens are compared):
+    identical, else token by token (tokens split on that ASCII whitespace, so the spacing inside a line does
+    not matter once the tokens are compared; a no-break space is part of a token):
 
     * expected token an integer (``[+-]?[0-9]+``): the output token must be an integer of the same value,
       compared exactly as a big integer, never through floats (``1e+18`` is not ``1000000000000000000``,
@@ -425,6 +425,7 @@ def _expected_text(expected: str | bytes) -> str:
 _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 _REAL_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _TRAIL_WS = " \t\r\f\v"
+_TOKEN_RE = re.compile(r"[^ \t\r\f\v]+")  # tokens split on ASCII whitespace only, as real judges do
 
 
 def _int_canon(tok: str) -> str:
@@ -465,7 +466,7 @@ def _explain_default_stdout(out: str, exp: str, abs_tol: float, rel_tol: float) 
     for no, (al, el) in enumerate(zip(a_lines, e_lines), 1):
         if al == el:
             continue
-        a_toks, e_toks = al.split(), el.split()
+        a_toks, e_toks = _TOKEN_RE.findall(al), _TOKEN_RE.findall(el)
         if len(a_toks) != len(e_toks):
             return f"line {no}: expected {len(e_toks)} token(s), got {len(a_toks)}: {_short(el)} vs {_short(al)}"
         for ti, (at, et) in enumerate(zip(a_toks, e_toks), 1):
