@@ -74,8 +74,16 @@ def _backward_into(
     temperature: float,
 ) -> None:
     logits3 = _dispatch.rows3d(logits)
-    grad3 = _dispatch.rows3d(grad)
-    copied = grad3.numel() > 0 and not _shares_storage(grad3, grad)  # layout with no [B, L, V] view
+    # The kernels index logits and gradient rows with the same (B, L) split.
+    copied = False
+    if grad is logits:
+        grad3 = logits3
+        copied = logits3.numel() > 0 and not _shares_storage(logits3, logits)  # layout with no [B, L, V] view
+    elif grad.is_contiguous():
+        grad3 = grad.view(logits3.shape)
+    else:
+        grad3 = torch.empty(logits3.shape, dtype=grad.dtype, device=grad.device)
+        copied = True
     flat_target = target.reshape(-1).contiguous()
     flat = lambda t: None if t is None else t.reshape(-1).float().contiguous()
     lse_f, ent_f, gl, ge = flat(lse), flat(ent), flat(g_logp), flat(g_ent)
