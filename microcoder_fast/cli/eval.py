@@ -103,8 +103,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--workers must be >= 1")
     if args.time_limit <= 0:
         ap.error("--time-limit must be > 0 seconds")
-    if args.memory_limit < 16:
-        ap.error("--memory-limit is in MiB and must be >= 16")
+    if args.memory_limit < 64:
+        ap.error("--memory-limit is in MiB and must be >= 64")
     if args.max_tests is not None and args.max_tests < 1:
         ap.error("--max-tests must be >= 1")
     if args.humaneval and (args.release or args.platform or args.start_date or args.end_date):
@@ -224,12 +224,11 @@ def _judge(
     """Judge (sample, problem, program, how) jobs in every requested mode: ``{sample.key: {mode: result}}``."""
     out: dict[str, dict[str, Any]] = defaultdict(dict)
     for mode in args.modes:
-        results = executors[mode].judge([(prog, problems_exec[s.problem_id]) for s, _, prog, _ in jobs],
-                                        stop_on_first_failure=not args.all_tests)
-        for (s, _, _, _), r in zip(jobs, results):
-            out[s.key][mode] = r
-        if bar is not None:
-            bar.update(len(jobs))
+        items = [(prog, problems_exec[s.problem_id]) for s, _, prog, _ in jobs]
+        for r in executors[mode].judge_iter(items, stop_on_first_failure=not args.all_tests):
+            out[jobs[r.index][0].key][mode] = r
+            if bar is not None:
+                bar.update(1)
     return out
 
 
