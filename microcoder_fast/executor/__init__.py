@@ -1,1 +1,56 @@
-"""The Python face of the C++ sandboxed executor: Executor, Problem, TestCase, Verdict."""
+"""The sandboxed judge: ``Executor``, ``Problem``, ``TestCase``, ``Verdict``, ``Result`` and ``compare``.
+
+Processes. The caller (a trainer that may hold CUDA state and threads) never forks. The C++ extension
+starts one *zygote* per worker with ``posix_spawn`` (``python -I``, scrubbed environment, fds 0-2 and one
+control socket only). The zygote pre-imports the standard modules (and NumPy, with one BLAS thread), sets
+up the isolation layers below once, and forks one *generation child* per program. The child compiles the
+program once and runs the tests one at a time as the supervisor hands them over (lockstep): per test,
+fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode prelude and a fresh
+``Solution()`` in call mode), fd 0 re-pointed at a memfd holding the input, fd 1/2 at pipes the
+supervisor reads. The supervisor compares each output itself (expected outputs never enter a process
+untrusted code can read) and stops at the first failure when asked. If a program leaves the process in a
+state a fresh process would not have (``os._exit``, a fatal signal, daemon threads or children still
+running, a timeout), the child is discarded and a fresh one is forked for the remaining tests; every
+generation starts from a fresh fork of a clean zygote.
+
+Isolation layers (``Executor.layers`` reports which are active on this host):
+
+* time: a wall-clock deadline per test enforced by the supervisor (SIGKILL), ``RLIMIT_CPU`` as a backstop
+  (SIGXCPU = TLE);
+* memory: ``RLIMIT_AS`` = ``memory_limit_mb`` (MemoryError or a fatal signal near the limit = MLE); NumPy
+  is pre-imported with one BLAS thread and ``MALLOC_ARENA_MAX=2`` so it fits well below the default;
+* output: stdout is capped by the supervisor (OLE), files by ``RLIMIT_FSIZE``; ``RLIMIT_NPROC`` (per
+  private uid), ``RLIMIT_NOFILE``, ``RLIMIT_CORE`` = 0, ``RLIMIT_MSGQUEUE`` = 0;
+* namespaces (root only): the zygote unshares mount, PID, network, IPC and UTS namespaces and becomes PID 1
+  of its PID namespace. Network: an empty namespace (loopback down), so no connection leaves or reaches
+  the host. Filesystem: ``pivot_root`` into a fresh read-only root holding only read-only binds of the
+  system and Python directories, a minimal ``/dev``, the namespace's own ``/proc`` and private tmpfs
+  ``/tmp`` and ``/dev/shm``; the program's only writable places are its private working directory (also
+  ``$HOME`` and ``$TMPDIR``, removed after the generation) and ``/dev/shm`` (emptied after it). The
+  caller's files and processes are not visible. If ``pivot_root`` fails the host tree stays visible but
+  ``/tmp``, ``/dev/shm``, ``/var/tmp`` become private tmpfs; without namespaces the host tree and network
+  are reachable (only the uid drop and seccomp still limit them);
+* privileges: the child drops to a private uid/gid (1,000,000 + the zygote's pid, no groups), sets
+  no_new_privs and is non-dumpable, so it cannot signal, ptrace or read the memory or ``/proc`` files of
+  the zygote, the supervisor or the caller (all root). Without root the child keeps the caller's uid
+  (documented degradation: seccomp still blocks ptrace and process_vm_readv);
+* seccomp (x86-64 and aarch64): ptrace, process_vm_readv/writev, mount, unshare/setns, namespace flags of
+  clone (clone3 answers ENOSYS), bpf, perf_event_open, keyctl, io_uring, kexec and module loading fail
+  with EPERM; ``socket`` only creates AF_UNIX sockets;
+* descendants: everything a generation starts (``setsid``, double fork, daemons) is killed when the
+  generation ends: with the PID namespace the zygote, as its init, kills every other process; without it,
+  the zygote is a child subreaper and kills the generation's uid; without root, its process group;
+* environment: the zygote starts from a fixed minimal environment; nothing of the caller's leaks in;
+* host hygiene: ``close()`` / ``__exit__`` / ``atexit`` end the zygotes (EOF on their socket, then
+  SIGKILL) and reap them; a dead zygote is restarted and the generation retried (IE after 3 failures).
+
+Known limits: a program shares its generation child with the harness that reports its per-test status,
+so it could forge the status of its own tests (for example hide a nonzero exit after printing the right
+answer); it can never see expected outputs. State a program leaves inside imported modules carries over
+between the tests of one generation (never between generations).
+"""
+
+from microcoder_fast.executor import compare
+from microcoder_fast.executor.api import Executor, Problem, Result, TestCase, TestResult, Verdict
+
+__all__ = ["Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict", "compare"]

@@ -1,0 +1,283 @@
+// Sandbox primitives used inside the zygote (namespaces, mounts) and inside each generation child right
+// after the fork (descriptor layout, rlimits, privilege drop, no_new_privs, seccomp). These are the OS
+// layers of isolation; microcoder_fast/executor/_zygote.py decides which ones to use and records which
+// ones are active.
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#if __has_include(<linux/audit.h>)
+#include <linux/audit.h>
+#endif
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "executor.h"
+
+namespace py = pybind11;
+
+namespace mcf {
+namespace {
+
+[[noreturn]] void raise_errno(const std::string& what) {
+    int e = errno;
+    PyErr_SetObject(PyExc_OSError, py::make_tuple(e, what + ": " + std::strerror(e)).ptr());
+    throw py::error_already_set();
+}
+
+void set_limit(int res, rlim_t soft, rlim_t hard, const char* name) {
+    struct rlimit r = {soft, hard};
+    if (setrlimit(res, &r) != 0) raise_errno(std::string("setrlimit ") + name);
+}
+
+void close_from(int lowfd) {
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, static_cast<unsigned>(lowfd), ~0u, 0u) == 0) return;
+#endif
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+    for (int fd = lowfd; fd < maxfd; ++fd) close(fd);
+}
+
+#if defined(__x86_64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr uint32_t kAuditArch = AUDIT_ARCH_AARCH64;
+#else
+constexpr uint32_t kAuditArch = 0;
+#endif
+
+// Syscalls a judged program never needs and that widen the attack surface or reach outside the sandbox.
+std::vector<long> denied_syscalls() {
+    std::vector<long> v = {
+        SYS_ptrace, SYS_process_vm_readv, SYS_process_vm_writev, SYS_kcmp, SYS_mount, SYS_umount2,
+        SYS_pivot_root, SYS_chroot, SYS_unshare, SYS_setns, SYS_keyctl, SYS_add_key, SYS_request_key,
+        SYS_bpf, SYS_perf_event_open, SYS_userfaultfd, SYS_kexec_load, SYS_init_module,
+        SYS_finit_module, SYS_delete_module, SYS_reboot, SYS_swapon, SYS_swapoff, SYS_acct,
+        SYS_quotactl, SYS_open_by_handle_at, SYS_name_to_handle_at, SYS_syslog, SYS_fanotify_init,
+        SYS_settimeofday, SYS_clock_settime, SYS_adjtimex, SYS_sethostname, SYS_setdomainname,
+        SYS_personality,
+#ifdef SYS_kexec_file_load
+        SYS_kexec_file_load,
+#endif
+#ifdef SYS_io_uring_setup
+        SYS_io_uring_setup, SYS_io_uring_enter, SYS_io_uring_register,
+#endif
+#ifdef SYS_open_tree
+        SYS_open_tree, SYS_move_mount, SYS_fsopen, SYS_fsconfig, SYS_fsmount, SYS_fspick,
+#endif
+#ifdef SYS_mount_setattr
+        SYS_mount_setattr,
+#endif
+#ifdef SYS_pidfd_getfd
+        SYS_pidfd_getfd,
+#endif
+#ifdef SYS_iopl
+        SYS_iopl, SYS_ioperm,
+#endif
+    };
+    return v;
+}
+
+constexpr unsigned long kCloneNsMask = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER |
+                                       CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP;
+
+// Builds and installs the filter. Returns false (errno set) if the kernel refused it.
+bool install_seccomp_filter() {
+    if (kAuditArch == 0) {
+        errno = ENOSYS;
+        return false;
+    }
+    std::vector<sock_filter> f;
+    auto stmt = [&](uint16_t code, uint32_t k) { f.push_back(BPF_STMT(code, k)); };
+    auto jump = [&](uint16_t code, uint32_t k, uint8_t jt, uint8_t jf) { f.push_back(BPF_JUMP(code, k, jt, jf)); };
+    const uint32_t kErrno = SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, kAuditArch, 1, 0);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+#if defined(__x86_64__)
+    // x32 ABI numbers alias the 64-bit ones with bit 30 set: refuse them wholesale.
+    jump(BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1);
+    stmt(BPF_RET | BPF_K, kErrno);
+#endif
+    for (long nr : denied_syscalls()) {
+        jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr), 0, 1);
+        stmt(BPF_RET | BPF_K, kErrno);
+    }
+#ifdef SYS_clone3
+    // clone3 passes its flags in memory the filter cannot read: answer ENOSYS so libc falls back to clone.
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone3, 0, 1);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+#endif
+    // socket(): only AF_UNIX (multiprocessing and friends); no IP, netlink or packet sockets.
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_socket, 0, 4);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+    jump(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 1, 0);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAFNOSUPPORT);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    // clone(): no new namespaces.
+    jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 4);
+    stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]));
+    jump(BPF_JMP | BPF_JSET | BPF_K, static_cast<uint32_t>(kCloneNsMask), 0, 1);
+    stmt(BPF_RET | BPF_K, kErrno);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+
+    struct sock_fprog prog;
+    prog.len = static_cast<unsigned short>(f.size());
+    prog.filter = f.data();
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return false;
+#ifdef SYS_seccomp
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0) return true;
+#endif
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
+}
+
+struct ChildLimits {
+    long long as_bytes = 0;   // RLIMIT_AS; 0 = leave
+    long long cpu_s = 0;      // RLIMIT_CPU soft (hard = soft + 1); 0 = leave
+    long long fsize = 0;      // RLIMIT_FSIZE
+    long long nproc = 0;      // RLIMIT_NPROC (per uid: processes + threads)
+    long long nofile = 0;     // RLIMIT_NOFILE
+    long long stack = 0;      // RLIMIT_STACK
+};
+
+}  // namespace
+
+// Called in the generation child right after fork (zygote side). Lays out the descriptors
+// (0=/dev/null, 1=stdout pipe, 2=stderr pipe, 3=control socket, 4/5 = saved copies of 1/2), closes
+// everything else, starts a new session, asks to die with the zygote, becomes a subreaper for its own
+// descendants, enters the work directory, applies rlimits, drops to uid/gid (if uid >= 0), sets
+// no_new_privs and non-dumpable, and installs the seccomp filter (if asked). Returns a dict saying which
+// optional layers took effect.
+py::dict enter_child(int ctl_fd, int out_fd, int err_fd, int expected_parent, const std::string& workdir,
+                     int uid, int gid, long long as_bytes, long long cpu_s, long long fsize, long long nproc,
+                     long long nofile, long long stack, bool seccomp) {
+    py::dict applied;
+    int hi_ctl = fcntl(ctl_fd, F_DUPFD, 100);
+    int hi_out = fcntl(out_fd, F_DUPFD, 100);
+    int hi_err = fcntl(err_fd, F_DUPFD, 100);
+    if (hi_ctl < 0 || hi_out < 0 || hi_err < 0) raise_errno("dup of generation descriptors");
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0) raise_errno("open /dev/null");
+    if (dup2(devnull, 0) < 0 || dup2(hi_out, 1) < 0 || dup2(hi_err, 2) < 0 || dup2(hi_ctl, 3) < 0 ||
+        dup2(hi_out, 4) < 0 || dup2(hi_err, 5) < 0)
+        raise_errno("dup2 of generation descriptors");
+    close_from(6);
+    for (int fd = 3; fd <= 5; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+
+    setsid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (expected_parent > 0 && getppid() != expected_parent) _exit(111);  // zygote already gone
+    applied["subreaper"] = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
+    if (!workdir.empty() && chdir(workdir.c_str()) != 0) raise_errno("chdir " + workdir);
+    umask(077);
+
+    set_limit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
+    if (as_bytes > 0) set_limit(RLIMIT_AS, as_bytes, as_bytes, "RLIMIT_AS");
+    if (cpu_s > 0) set_limit(RLIMIT_CPU, cpu_s, cpu_s + 1, "RLIMIT_CPU");
+    if (fsize > 0) set_limit(RLIMIT_FSIZE, fsize, fsize, "RLIMIT_FSIZE");
+    if (nofile > 0) set_limit(RLIMIT_NOFILE, nofile, nofile, "RLIMIT_NOFILE");
+    if (stack > 0) set_limit(RLIMIT_STACK, stack, stack, "RLIMIT_STACK");
+    set_limit(RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE");
+    if (uid >= 0) {
+        // RLIMIT_NPROC counts every process and thread of the uid; the uid is private to this worker.
+        if (nproc > 0) set_limit(RLIMIT_NPROC, nproc, nproc, "RLIMIT_NPROC");
+        if (setgroups(0, nullptr) != 0) raise_errno("setgroups");
+        if (setresgid(gid, gid, gid) != 0) raise_errno("setresgid");
+        if (setresuid(uid, uid, uid) != 0) raise_errno("setresuid");
+        if (getuid() != static_cast<uid_t>(uid) || geteuid() != static_cast<uid_t>(uid))
+            raise_errno("privilege drop did not take");
+        applied["uid"] = uid;
+    }
+    applied["no_new_privs"] = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    applied["seccomp"] = seccomp ? install_seccomp_filter() : false;
+    return applied;
+}
+
+void init_sandbox(py::module_& m) {
+    py::module_ sb = m.def_submodule("sandbox", "Sandbox primitives for the executor's zygote and children");
+    sb.attr("CLONE_NEWNS") = static_cast<long>(CLONE_NEWNS);
+    sb.attr("CLONE_NEWPID") = static_cast<long>(CLONE_NEWPID);
+    sb.attr("CLONE_NEWNET") = static_cast<long>(CLONE_NEWNET);
+    sb.attr("CLONE_NEWIPC") = static_cast<long>(CLONE_NEWIPC);
+    sb.attr("CLONE_NEWUTS") = static_cast<long>(CLONE_NEWUTS);
+    sb.attr("CLONE_NEWUSER") = static_cast<long>(CLONE_NEWUSER);
+    sb.attr("MS_RDONLY") = static_cast<long>(MS_RDONLY);
+    sb.attr("MS_NOSUID") = static_cast<long>(MS_NOSUID);
+    sb.attr("MS_NODEV") = static_cast<long>(MS_NODEV);
+    sb.attr("MS_NOEXEC") = static_cast<long>(MS_NOEXEC);
+    sb.attr("MS_BIND") = static_cast<long>(MS_BIND);
+    sb.attr("MS_REC") = static_cast<long>(MS_REC);
+    sb.attr("MS_PRIVATE") = static_cast<long>(MS_PRIVATE);
+    sb.attr("MS_REMOUNT") = static_cast<long>(MS_REMOUNT);
+    sb.attr("MNT_DETACH") = static_cast<long>(MNT_DETACH);
+
+    sb.def("unshare", [](long flags) {
+        if (::unshare(static_cast<int>(flags)) != 0) raise_errno("unshare");
+    });
+    sb.def("mount", [](const std::string& src, const std::string& target, const std::string& fstype, long flags,
+                       const std::string& data) {
+        if (::mount(src.empty() ? nullptr : src.c_str(), target.c_str(), fstype.empty() ? nullptr : fstype.c_str(),
+                    static_cast<unsigned long>(flags), data.empty() ? nullptr : data.c_str()) != 0)
+            raise_errno("mount " + target);
+    });
+    sb.def("umount2", [](const std::string& target, long flags) {
+        if (::umount2(target.c_str(), static_cast<int>(flags)) != 0) raise_errno("umount2 " + target);
+    });
+    sb.def("pivot_root", [](const std::string& new_root, const std::string& put_old) {
+        if (syscall(SYS_pivot_root, new_root.c_str(), put_old.c_str()) != 0) raise_errno("pivot_root");
+    });
+    sb.def("set_pdeathsig", [](int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0; });
+    sb.def("set_child_subreaper", []() { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0; });
+    sb.def("set_dumpable", [](bool on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) == 0; });
+    sb.def("enter_child", &enter_child, py::arg("ctl_fd"), py::arg("out_fd"), py::arg("err_fd"),
+           py::arg("expected_parent"), py::arg("workdir"), py::arg("uid"), py::arg("gid"), py::arg("as_bytes"),
+           py::arg("cpu_s"), py::arg("fsize"), py::arg("nproc"), py::arg("nofile"), py::arg("stack"),
+           py::arg("seccomp"));
+    sb.def(
+        "fork_exit_wait_ns",
+        [](int n) {
+            // Bare fork + _exit + waitpid cost (called inside the zygote, never in the caller).
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            for (int i = 0; i < n; ++i) {
+                pid_t p = fork();
+                if (p == 0) _exit(0);
+                if (p < 0) raise_errno("fork");
+                int st;
+                while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
+                }
+            }
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            return ((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) / (n > 0 ? n : 1);
+        },
+        py::arg("n"));
+    sb.def("seccomp_supported", []() {
+#if defined(__x86_64__) || defined(__aarch64__)
+        return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
+#else
+        return false;
+#endif
+    });
+}
+
+}  // namespace mcf

@@ -1,0 +1,569 @@
+// Supervisor side of the executor: runs inside the caller's process (which may hold CUDA state and
+// threads, so it never forks). It starts zygotes with posix_spawn and drives generation children over
+// sockets and pipes: reads stdout with an output cap, keeps a stderr tail, enforces wall-clock deadlines.
+// Every blocking call releases the GIL so several workers progress in parallel from Python threads.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <deque>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <pybind11/stl.h>
+
+#include "executor.h"
+
+namespace py = pybind11;
+
+namespace mcf {
+namespace {
+
+double now_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::runtime_error os_error(const std::string& what, int err) {
+    return std::runtime_error(what + ": " + std::strerror(err));
+}
+
+void close_fd(int& fd) {
+    if (fd >= 0) {
+        ::close(fd);
+        fd = -1;
+    }
+}
+
+// Write everything to a socket (MSG_NOSIGNAL: a dead peer is an error, never a SIGPIPE in the caller).
+bool send_all(int fd, const char* p, size_t n) {
+    while (n > 0) {
+        ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                struct pollfd pf = {fd, POLLOUT, 0};
+                ::poll(&pf, 1, 1000);
+                continue;
+            }
+            return false;
+        }
+        p += k;
+        n -= static_cast<size_t>(k);
+    }
+    return true;
+}
+
+bool write_all(int fd, const char* p, size_t n) {
+    while (n > 0) {
+        ssize_t k = ::write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        p += k;
+        n -= static_cast<size_t>(k);
+    }
+    return true;
+}
+
+// One frame: header (with the fds attached as SCM_RIGHTS) then the payload.
+bool send_frame(int sock, uint32_t type, const std::string& payload, const std::vector<int>& fds) {
+    FrameHeader h{kFrameMagic, type, static_cast<uint64_t>(payload.size())};
+    struct iovec iov = {&h, sizeof(h)};
+    struct msghdr msg;
+    std::memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    std::vector<char> cbuf;
+    if (!fds.empty()) {
+        cbuf.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
+        msg.msg_control = cbuf.data();
+        msg.msg_controllen = cbuf.size();
+        struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    ssize_t k;
+    do {
+        k = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (k < 0 && errno == EINTR);
+    if (k < 0) return false;
+    if (static_cast<size_t>(k) < sizeof(h)) {
+        if (!send_all(sock, reinterpret_cast<const char*>(&h) + k, sizeof(h) - static_cast<size_t>(k)))
+            return false;
+    }
+    return send_all(sock, payload.data(), payload.size());
+}
+
+// Parses complete frames out of a byte buffer. Returns false on a corrupt header.
+bool pop_frame(std::string& buf, uint32_t& type, std::string& payload, uint64_t max_len, bool& too_big) {
+    too_big = false;
+    if (buf.size() < sizeof(FrameHeader)) return false;
+    FrameHeader h;
+    std::memcpy(&h, buf.data(), sizeof(h));
+    if (h.magic != kFrameMagic || h.length > max_len) {
+        too_big = true;
+        return false;
+    }
+    if (buf.size() < sizeof(h) + h.length) return false;
+    type = h.type;
+    payload.assign(buf, sizeof(h), h.length);
+    buf.erase(0, sizeof(h) + h.length);
+    return true;
+}
+
+// Read what is available from a non-blocking fd. Returns bytes read, 0 on EOF, -1 if nothing now.
+ssize_t read_some(int fd, char* tmp, size_t cap) {
+    for (;;) {
+        ssize_t k = ::read(fd, tmp, cap);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+        if (k < 0) return 0;  // treat errors as EOF
+        return k;
+    }
+}
+
+void set_nonblock(int fd) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+}  // namespace
+
+// One zygote and the generation it is running. Not thread-safe: one Python thread drives one Worker.
+class Worker {
+public:
+    Worker(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+        if (argv.empty()) throw std::invalid_argument("Worker needs a command line");
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+            throw os_error("socketpair", errno);
+        std::vector<char*> av, ev;
+        for (auto& s : argv) av.push_back(const_cast<char*>(s.c_str()));
+        av.push_back(nullptr);
+        for (auto& s : env) ev.push_back(const_cast<char*>(s.c_str()));
+        ev.push_back(nullptr);
+
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        // The zygote gets exactly: fd 0 = /dev/null, 1/2 inherited (diagnostics), 3 = its control socket.
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+#if defined(__GLIBC__) && ((__GLIBC__ > 2) || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+        posix_spawn_file_actions_addclosefrom_np(&fa, 4);
+#endif
+        posix_spawnattr_t at;
+        posix_spawnattr_init(&at);
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        sigdelset(&all, SIGKILL);
+        sigdelset(&all, SIGSTOP);
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &all);
+        short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+#ifdef POSIX_SPAWN_SETSID
+        flags |= POSIX_SPAWN_SETSID;
+#endif
+        posix_spawnattr_setflags(&at, flags);
+        pid_t pid = -1;
+        int rc = posix_spawn(&pid, av[0], &fa, &at, av.data(), ev.data());
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        ::close(sv[1]);
+        if (rc != 0) {
+            ::close(sv[0]);
+            throw os_error(std::string("posix_spawn ") + argv[0], rc);
+        }
+        zpid_ = pid;
+        zsock_ = sv[0];
+        set_nonblock(zsock_);
+    }
+
+    ~Worker() { close_all(1.0); }
+
+    int pid() const { return zpid_; }
+
+    // Wait for one frame from the zygote (startup handshake). Returns (type, payload) or None on timeout;
+    // raises if the zygote died.
+    py::object recv_zygote(double timeout_s) {
+        uint32_t type = 0;
+        std::string payload;
+        int got;
+        {
+            py::gil_scoped_release nogil;
+            got = recv_zygote_nogil(timeout_s, type, payload);
+        }
+        if (got == 0) return py::none();
+        if (got < 0) throw std::runtime_error("the executor zygote exited (control socket closed)");
+        return py::make_tuple(type, py::bytes(payload));
+    }
+
+    // Start a generation: fresh control socketpair and stdout/stderr pipes handed to the zygote.
+    bool start(const std::string& payload) {
+        py::gil_scoped_release nogil;
+        end_generation_fds();
+        int sv[2], po[2], pe[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw os_error("socketpair", errno);
+        if (::pipe2(po, O_CLOEXEC) != 0) {
+            int e = errno;
+            ::close(sv[0]);
+            ::close(sv[1]);
+            throw os_error("pipe2", e);
+        }
+        if (::pipe2(pe, O_CLOEXEC) != 0) {
+            int e = errno;
+            ::close(sv[0]);
+            ::close(sv[1]);
+            ::close(po[0]);
+            ::close(po[1]);
+            throw os_error("pipe2", e);
+        }
+#ifdef F_SETPIPE_SZ
+        fcntl(po[0], F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups for large outputs; ignore failure
+#endif
+        ctl_ = sv[0];
+        out_ = po[0];
+        err_ = pe[0];
+        set_nonblock(ctl_);
+        set_nonblock(out_);
+        set_nonblock(err_);
+        cbuf_.clear();
+        reset_test_buffers();
+        ctl_eof_ = false;
+        bool ok = send_frame(zsock_, kRun, payload, {sv[1], po[1], pe[1]});
+        ::close(sv[1]);
+        ::close(po[1]);
+        ::close(pe[1]);
+        return ok;
+    }
+
+    // Send one test: the input becomes the child's fd 0 (a sealed-size memfd, seekable like a file).
+    bool send_test(const std::string& header, const std::string& input) {
+        py::gil_scoped_release nogil;
+        if (ctl_ < 0 || ctl_eof_) return false;
+        reset_test_buffers();
+        int fd = static_cast<int>(::syscall(SYS_memfd_create, "stdin", 1u /* MFD_CLOEXEC */));
+        if (fd < 0) throw os_error("memfd_create", errno);
+        if (!write_all(fd, input.data(), input.size())) {
+            int e = errno;
+            ::close(fd);
+            throw os_error("writing test input to memfd", e);
+        }
+        ::lseek(fd, 0, SEEK_SET);
+        bool ok = send_frame(ctl_, kTest, header, {fd});
+        ::close(fd);
+        return ok;
+    }
+
+    bool send_end() {
+        py::gil_scoped_release nogil;
+        if (ctl_ < 0 || ctl_eof_) return false;
+        return send_frame(ctl_, kEnd, std::string(), {});
+    }
+
+    bool send_zygote(uint32_t type, const std::string& payload) {
+        py::gil_scoped_release nogil;
+        return send_frame(zsock_, type, payload, {});
+    }
+
+    bool kill_generation() {
+        py::gil_scoped_release nogil;
+        return send_frame(zsock_, kKill, std::string(), {});
+    }
+
+    // Wait for the next event of the running generation, at most timeout_s seconds:
+    //   ("ctl", type, payload, stdout, stderr_tail)  a frame from the child (stdout drained up to it)
+    //   ("exit", type, payload, stdout, stderr_tail) the zygote reaped the child (pipes drained to EOF)
+    //   ("ole", 0, b"", stdout, stderr_tail)         stdout (or a frame) passed out_cap bytes
+    //   ("timeout", 0, b"", stdout, stderr_tail)
+    //   ("zygote_dead", 0, b"", stdout, stderr_tail)
+    py::tuple wait_event(double timeout_s, uint64_t out_cap, uint64_t tail_cap) {
+        std::string kind;
+        uint32_t type = 0;
+        std::string payload;
+        {
+            py::gil_scoped_release nogil;
+            kind = wait_nogil(timeout_s, out_cap, tail_cap, type, payload);
+        }
+        py::bytes out(out_data_);
+        py::bytes tail(err_tail_);
+        reset_test_buffers();
+        return py::make_tuple(kind, type, py::bytes(payload), out, tail, out_total_snapshot_);
+    }
+
+    bool zygote_alive() {
+        if (zpid_ <= 0) return false;
+        int st;
+        pid_t r = ::waitpid(zpid_, &st, WNOHANG);
+        if (r == zpid_) {
+            zpid_ = -1;
+            return false;
+        }
+        return r == 0;
+    }
+
+    // Close the zygote's socket (it exits on EOF), wait up to grace_s, then SIGKILL, and reap it.
+    void close_all(double grace_s) {
+        end_generation_fds();
+        close_fd(zsock_);
+        if (zpid_ > 0) {
+            py::gil_scoped_release* rel = nullptr;
+            if (PyGILState_Check()) rel = new py::gil_scoped_release();
+            double deadline = now_s() + grace_s;
+            int st;
+            for (;;) {
+                pid_t r = ::waitpid(zpid_, &st, WNOHANG);
+                if (r == zpid_ || (r < 0 && errno == ECHILD)) break;
+                if (now_s() >= deadline) {
+                    ::kill(zpid_, SIGKILL);
+                    while (::waitpid(zpid_, &st, 0) < 0 && errno == EINTR) {
+                    }
+                    break;
+                }
+                struct timespec ts = {0, 2000000};
+                nanosleep(&ts, nullptr);
+            }
+            zpid_ = -1;
+            delete rel;
+        }
+    }
+
+private:
+    void reset_test_buffers() {
+        out_data_.clear();
+        err_tail_.clear();
+        out_total_snapshot_ = out_total_;
+        out_total_ = 0;
+    }
+
+    void end_generation_fds() {
+        close_fd(ctl_);
+        close_fd(out_);
+        close_fd(err_);
+        ctl_eof_ = true;
+    }
+
+    int recv_zygote_nogil(double timeout_s, uint32_t& type, std::string& payload) {
+        double deadline = now_s() + timeout_s;
+        char tmp[65536];
+        for (;;) {
+            bool too_big;
+            if (pop_frame(zbuf_, type, payload, 1ull << 40, too_big)) return 1;
+            if (too_big) return -1;
+            double rem = deadline - now_s();
+            if (rem <= 0) return 0;
+            struct pollfd pf = {zsock_, POLLIN, 0};
+            int pr = ::poll(&pf, 1, static_cast<int>(rem * 1000) + 1);
+            if (pr < 0 && errno != EINTR) return -1;
+            if (pr <= 0) continue;
+            ssize_t k = read_some(zsock_, tmp, sizeof(tmp));
+            if (k == 0) return -1;
+            if (k > 0) zbuf_.append(tmp, static_cast<size_t>(k));
+        }
+    }
+
+    void take_out(const char* p, size_t n, uint64_t out_cap) {
+        out_total_ += n;
+        if (out_data_.size() < out_cap + 1) {
+            size_t room = static_cast<size_t>(out_cap + 1 - out_data_.size());
+            out_data_.append(p, n < room ? n : room);
+        }
+    }
+
+    void take_err(const char* p, size_t n, uint64_t tail_cap) {
+        err_tail_.append(p, n);
+        if (err_tail_.size() > 2 * tail_cap + 65536) err_tail_.erase(0, err_tail_.size() - tail_cap);
+    }
+
+    void trim_tail(uint64_t tail_cap) {
+        if (err_tail_.size() > tail_cap) err_tail_.erase(0, err_tail_.size() - tail_cap);
+    }
+
+    // Drain both pipes: until EAGAIN (non-blocking) or until EOF with a deadline.
+    void drain(bool to_eof, double deadline, uint64_t out_cap, uint64_t tail_cap) {
+        static thread_local char tmp[1 << 16];
+        for (;;) {
+            bool any_open = false;
+            bool progressed = false;
+            for (int* fdp : {&out_, &err_}) {
+                if (*fdp < 0) continue;
+                for (;;) {
+                    ssize_t k = read_some(*fdp, tmp, sizeof(tmp));
+                    if (k > 0) {
+                        progressed = true;
+                        if (fdp == &out_)
+                            take_out(tmp, static_cast<size_t>(k), out_cap);
+                        else
+                            take_err(tmp, static_cast<size_t>(k), tail_cap);
+                        continue;
+                    }
+                    if (k == 0) close_fd(*fdp);
+                    break;
+                }
+                if (*fdp >= 0) any_open = true;
+            }
+            if (!to_eof || !any_open) break;
+            if (progressed) continue;
+            double rem = deadline - now_s();
+            if (rem <= 0) break;
+            struct pollfd pf[2];
+            int n = 0;
+            if (out_ >= 0) pf[n++] = {out_, POLLIN, 0};
+            if (err_ >= 0) pf[n++] = {err_, POLLIN, 0};
+            ::poll(pf, n, static_cast<int>(rem * 1000) + 1);
+        }
+        trim_tail(tail_cap);
+    }
+
+    std::string wait_nogil(double timeout_s, uint64_t out_cap, uint64_t tail_cap, uint32_t& type,
+                           std::string& payload) {
+        double deadline = now_s() + timeout_s;
+        static thread_local char tmp[1 << 16];
+        const uint64_t max_frame = out_cap + (1u << 20);
+        for (;;) {
+            bool too_big = false;
+            if (ctl_ >= 0 && pop_frame(cbuf_, type, payload, max_frame, too_big)) {
+                drain(false, 0, out_cap, tail_cap);
+                return "ctl";
+            }
+            if (too_big) {
+                drain(false, 0, out_cap, tail_cap);
+                return "ole";
+            }
+            if (pop_frame(zbuf_, type, payload, 1ull << 32, too_big)) {
+                if (type == kExit) {
+                    // Child and its descendants are gone: everything they wrote is in the pipes.
+                    drain(true, now_s() + 2.0, out_cap, tail_cap);
+                    end_generation_fds();
+                    return "exit";
+                }
+                return "zygote";
+            }
+            if (too_big) return "zygote_dead";
+            if (out_total_ > out_cap) {
+                trim_tail(tail_cap);
+                return "ole";
+            }
+            double rem = deadline - now_s();
+            if (rem <= 0) {
+                drain(false, 0, out_cap, tail_cap);
+                return "timeout";
+            }
+            struct pollfd pf[4];
+            int n = 0;
+            int izs = -1, ictl = -1, iout = -1, ierr = -1;
+            izs = n;
+            pf[n++] = {zsock_, POLLIN, 0};
+            if (ctl_ >= 0 && !ctl_eof_) {
+                ictl = n;
+                pf[n++] = {ctl_, POLLIN, 0};
+            }
+            if (out_ >= 0) {
+                iout = n;
+                pf[n++] = {out_, POLLIN, 0};
+            }
+            if (err_ >= 0) {
+                ierr = n;
+                pf[n++] = {err_, POLLIN, 0};
+            }
+            int ms = static_cast<int>(rem * 1000.0) + 1;
+            int pr = ::poll(pf, static_cast<nfds_t>(n), ms);
+            if (pr < 0) {
+                if (errno == EINTR) continue;
+                throw os_error("poll", errno);
+            }
+            if (pr == 0) continue;
+            if (iout >= 0 && pf[iout].revents) {
+                for (int i = 0; i < 16; ++i) {
+                    ssize_t k = read_some(out_, tmp, sizeof(tmp));
+                    if (k > 0) {
+                        take_out(tmp, static_cast<size_t>(k), out_cap);
+                        if (out_total_ > out_cap) break;
+                        continue;
+                    }
+                    if (k == 0) close_fd(out_);
+                    break;
+                }
+            }
+            if (ierr >= 0 && pf[ierr].revents) {
+                for (int i = 0; i < 16; ++i) {
+                    ssize_t k = read_some(err_, tmp, sizeof(tmp));
+                    if (k > 0) {
+                        take_err(tmp, static_cast<size_t>(k), tail_cap);
+                        continue;
+                    }
+                    if (k == 0) close_fd(err_);
+                    break;
+                }
+            }
+            if (ictl >= 0 && pf[ictl].revents) {
+                ssize_t k = read_some(ctl_, tmp, sizeof(tmp));
+                if (k > 0)
+                    cbuf_.append(tmp, static_cast<size_t>(k));
+                else if (k == 0)
+                    ctl_eof_ = true;
+            }
+            if (pf[izs].revents) {
+                ssize_t k = read_some(zsock_, tmp, sizeof(tmp));
+                if (k > 0)
+                    zbuf_.append(tmp, static_cast<size_t>(k));
+                else if (k == 0) {
+                    drain(false, 0, out_cap, tail_cap);
+                    return "zygote_dead";
+                }
+            }
+        }
+    }
+
+    pid_t zpid_ = -1;
+    int zsock_ = -1;
+    std::string zbuf_;
+    int ctl_ = -1, out_ = -1, err_ = -1;
+    bool ctl_eof_ = true;
+    std::string cbuf_;
+    std::string out_data_;
+    std::string err_tail_;
+    uint64_t out_total_ = 0;
+    uint64_t out_total_snapshot_ = 0;
+};
+
+void init_supervisor(py::module_& m) {
+    py::class_<Worker>(m, "Worker",
+                       "One zygote process (started with posix_spawn) and the generation it runs. Driven "
+                       "by microcoder_fast.executor; not for direct use.")
+        .def(py::init<const std::vector<std::string>&, const std::vector<std::string>&>(), py::arg("argv"),
+             py::arg("env"))
+        .def_property_readonly("pid", &Worker::pid)
+        .def("recv_zygote", &Worker::recv_zygote, py::arg("timeout_s"))
+        .def("start", [](Worker& w, py::bytes payload) { return w.start(std::string(payload)); })
+        .def("send_test",
+             [](Worker& w, py::bytes header, py::bytes input) {
+                 return w.send_test(std::string(header), std::string(input));
+             })
+        .def("send_end", &Worker::send_end)
+        .def("send_zygote",
+             [](Worker& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })
+        .def("kill_generation", &Worker::kill_generation)
+        .def("wait_event", &Worker::wait_event, py::arg("timeout_s"), py::arg("out_cap"), py::arg("tail_cap"))
+        .def("zygote_alive", &Worker::zygote_alive)
+        .def("close", &Worker::close_all, py::arg("grace_s") = 1.0);
+}
+
+}  // namespace mcf

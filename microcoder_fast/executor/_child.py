@@ -1,0 +1,377 @@
+"""The harness that runs inside a forked generation child (already sandboxed by ``_C.sandbox.enter_child``).
+
+Descriptors: 0 = the current test's input (a memfd, re-pointed per test), 1 = stdout pipe, 2 = stderr pipe,
+3 = control socket to the supervisor, 4/5 = saved copies of 1/2 (restored before every test).
+
+The program is compiled once; every test then runs from that code object with fresh globals (stdin mode:
+a fresh ``__main__`` module; call mode: a fresh module seeded with the LeetCode-style prelude and a fresh
+``Solution()``). After each test the harness emulates interpreter shutdown (join non-daemon threads, run
+atexit handlers, flush the standard streams) and reports the exit status. If the program left the process
+in a state a fresh process would not have (daemon threads or child processes still running, the harness'
+descriptors closed), the harness reports the test and exits; the supervisor forks a fresh child for the
+remaining tests. Expected outputs never come here: the supervisor compares.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import gc
+import io
+import json
+import linecache
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+import types
+
+FRAME = struct.Struct("<IIQ")
+MAGIC = 0x4D434631
+T_TEST, T_END, T_RESULT, T_COMPILED, T_CE = 10, 11, 12, 13, 14
+
+SOURCE_NAME = "solution.py"
+
+
+def _send(sock: socket.socket, ftype: int, payload: bytes) -> None:
+    sock.sendall(FRAME.pack(MAGIC, ftype, len(payload)) + payload)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("supervisor closed the control socket")
+        buf += chunk
+    return bytes(buf)
+
+
+def _recv_frame(sock: socket.socket) -> tuple[int, bytes, list[int]]:
+    fds: list[int] = []
+    head = b""
+    while len(head) < FRAME.size:
+        data, anc, _flags, _addr = sock.recvmsg(FRAME.size - len(head), socket.CMSG_SPACE(4 * 4))
+        for level, kind, cdata in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(cdata) // 4
+                fds.extend(struct.unpack(f"{n}i", cdata[: 4 * n]))
+        if not data:
+            raise EOFError("supervisor closed the control socket")
+        head += data
+    magic, ftype, length = FRAME.unpack(head)
+    if magic != MAGIC:
+        raise EOFError("corrupt frame")
+    payload = _recv_exact(sock, length) if length else b""
+    return ftype, payload, fds
+
+
+def _exit_code(e: SystemExit) -> int:
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:
+        pass
+    return 1
+
+
+class Harness:
+    """Runs the tests of one generation in this (sandboxed) process."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        cfg: dict,
+        source: bytes,
+        builtins_snapshot: dict,
+        prelude: dict,
+        encode_value,  # noqa: ANN001
+    ) -> None:
+        self.sock = sock
+        self.cfg = cfg
+        self.source = source
+        self.builtins_snapshot = builtins_snapshot
+        self.prelude = prelude
+        self.encode_value = encode_value
+        self.fn_name: str | None = cfg.get("fn_name")
+        self.code: types.CodeType | None = None
+        self.base_depth = 0
+
+    # ---------------------------------------------------------------------------------------------------
+    def compile(self) -> bool:
+        try:
+            self.code = compile(self.source, SOURCE_NAME, "exec", dont_inherit=True)
+        except BaseException as e:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
+            msg = "".join(traceback.format_exception_only(type(e), e)).strip()
+            _send(self.sock, T_CE, msg.encode("utf-8", "backslashreplace")[:8192])
+            return False
+        _send(self.sock, T_COMPILED, b"")
+        return True
+
+    def serve(self) -> None:
+        frame = sys._getframe()
+        depth = 0
+        while frame is not None:
+            depth += 1
+            frame = frame.f_back
+        self.base_depth = depth + 3
+        while True:
+            ftype, payload, fds = _recv_frame(self.sock)
+            if ftype == T_END:
+                for fd in fds:
+                    os.close(fd)
+                return
+            if ftype != T_TEST or len(fds) != 1:
+                return
+            index = json.loads(payload)["index"]
+            self.run_test(index, fds[0])
+
+    # ---------------------------------------------------------------------------------------------------
+    def _reset_process_state(self) -> None:
+        os.dup2(4, 1)
+        os.dup2(5, 2)
+        bd = builtins.__dict__
+        if bd.keys() != self.builtins_snapshot.keys() or any(
+            bd[k] is not v for k, v in self.builtins_snapshot.items()
+        ):
+            bd.clear()
+            bd.update(self.builtins_snapshot)
+        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.setrecursionlimit(1000 + self.base_depth)
+        sys.set_int_max_str_digits(0)
+        threading.stack_size(0)
+        gc.enable()
+        sys.argv = [SOURCE_NAME]
+        try:
+            os.chdir(self.cfg["workdir"])
+        except OSError:
+            pass
+        sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+            io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
+        )
+        sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="surrogateescape"
+        )
+        sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+            encoding="utf-8",
+            errors="backslashreplace",
+            line_buffering=True,
+        )
+
+    def _print_exception(self, e: BaseException) -> None:
+        try:
+            if SOURCE_NAME not in linecache.cache:
+                text = self.source.decode("utf-8", "replace")
+                lines = text.splitlines(keepends=True)
+                linecache.cache[SOURCE_NAME] = (len(text), None, lines, SOURCE_NAME)
+            tb = e.__traceback__
+            # hide the harness frame
+            if tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
+        except BaseException:
+            pass
+
+    def _shutdown_like_python(self) -> int | None:
+        """What the interpreter does at exit: join non-daemon threads, run atexit handlers, flush.
+        Returns an exit status if a handler raised SystemExit."""
+        status = None
+        me = threading.current_thread()
+        for _ in range(10000):
+            pending = [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+            if not pending:
+                break
+            for t in pending:
+                try:
+                    t.join()
+                except BaseException:
+                    pass
+        try:
+            atexit._run_exitfuncs()
+        except SystemExit as e:
+            status = _exit_code(e)
+        except BaseException:
+            pass
+        atexit._clear()
+        for stream in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__):
+            try:
+                if stream is not None and not getattr(stream, "closed", False):
+                    stream.flush()
+            except BaseException:
+                pass
+        return status
+
+    def _dirty(self) -> bool:
+        if threading.active_count() > 1:
+            return True
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            except OSError:
+                return True
+            if pid == 0:
+                return True
+        try:
+            os.fstat(3)
+            os.fstat(4)
+            os.fstat(5)
+        except OSError:
+            return True
+        return False
+
+    # ---------------------------------------------------------------------------------------------------
+    def run_test(self, index: int, in_fd: int) -> None:
+        if in_fd != 0:
+            os.dup2(in_fd, 0)
+            os.close(in_fd)
+        self._reset_process_state()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        value = b""
+        exc_name = None
+        message = ""
+        if self.fn_name is None:
+            status = self._run_stdin()
+            if isinstance(status, tuple):
+                status, exc_name = status
+        else:
+            status, exc_name, message, value = self._run_call()
+        after = self._shutdown_like_python()
+        if after is not None and status == 0:
+            status = after
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + (
+            rc1.ru_utime + rc1.ru_stime - rc0.ru_utime - rc0.ru_stime
+        )
+        dirty = self._dirty()
+        head = {
+            "index": index,
+            "status": status,
+            "exc": exc_name,
+            "message": message,
+            "cpu_s": cpu,
+            "maxrss_kb": max(ru1.ru_maxrss, rc1.ru_maxrss),
+            "dirty": dirty,
+        }
+        try:
+            _send(self.sock, T_RESULT, json.dumps(head).encode() + b"\n" + value)
+        except BaseException:
+            os._exit(status if isinstance(status, int) else 1)
+        if dirty:
+            os._exit(0)
+
+    def _fresh_module(self, name: str, seed: dict | None) -> dict:
+        mod = types.ModuleType(name)
+        g = mod.__dict__
+        if seed:
+            g.update(seed)
+        g["__name__"] = name
+        g["__builtins__"] = builtins
+        g["__file__"] = SOURCE_NAME
+        g["__cached__"] = None
+        sys.modules[name] = mod
+        return g
+
+    def _run_stdin(self) -> int | tuple[int, str]:
+        g = self._fresh_module("__main__", None)
+        try:
+            exec(self.code, g)
+        except SystemExit as e:
+            return _exit_code(e)
+        except BaseException as e:
+            self._print_exception(e)
+            return 1, type(e).__name__
+        return 0
+
+    def _run_call(self) -> tuple[int, str | None, str, bytes]:
+        with os.fdopen(os.dup(0), "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+            lines = text.split("\n")
+            while lines and not lines[-1].strip():
+                lines.pop()
+            args = [json.loads(line) for line in lines]
+        except Exception as e:  # validated by the supervisor; this is a belt-and-braces guard
+            return 1, "InputError", f"test input is not one JSON value per line: {e}", b""
+        g = self._fresh_module("solution", self.prelude)
+        fn_name = self.fn_name
+        try:
+            exec(self.code, g)
+            cls = g.get("Solution")
+            fn = None
+            if isinstance(cls, type) and hasattr(cls, fn_name):
+                fn = getattr(cls(), fn_name)
+            elif fn_name in g:
+                fn = g[fn_name]
+            if fn is None or not callable(fn):
+                where = "class Solution" if isinstance(cls, type) else "the program"
+                msg = f"{where} defines no callable {fn_name!r}"
+                sys.stderr.write(msg + "\n")
+                return 1, "NameError", msg, b""
+            result = fn(*args)
+        except SystemExit as e:
+            code = _exit_code(e)
+            return (code or 1), "SystemExit", f"the program exited (status {code}) instead of returning", b""
+        except BaseException as e:
+            self._print_exception(e)
+            return 1, type(e).__name__, "", b""
+        try:
+            value = self.encode_value(result).encode("utf-8", "surrogatepass")
+        except BaseException as e:
+            return 1, type(e).__name__, "the return value could not be encoded", b""
+        return 0, None, "", value
+
+
+def child_main(
+    cfg: dict, source: bytes, fds: list[int], builtins_snapshot: dict, prelude: dict, encode_value, sandbox  # noqa: ANN001
+) -> None:
+    """Entry point in the forked child. Never returns."""
+    status = 0
+    try:
+        try:
+            sandbox.enter_child(
+                fds[0],
+                fds[1],
+                fds[2],
+                cfg["zygote_pid"],
+                cfg["workdir"],
+                cfg["uid"],
+                cfg["gid"],
+                cfg["as_bytes"],
+                cfg["cpu_s"],
+                cfg["fsize"],
+                cfg["nproc"],
+                cfg["nofile"],
+                cfg["stack"],
+                cfg["seccomp"],
+            )
+        except BaseException:
+            os._exit(112)
+        os.environ.clear()
+        os.environ.update(cfg["env"])
+        os.environ["HOME"] = cfg["workdir"]
+        os.environ["TMPDIR"] = cfg["workdir"]
+        sock = socket.socket(fileno=3)
+        h = Harness(sock, cfg, source, builtins_snapshot, prelude, encode_value)
+        if h.compile():
+            h.serve()
+    except BaseException:
+        status = 113
+    os._exit(status)

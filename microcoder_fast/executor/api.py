@@ -1,0 +1,685 @@
+"""Executor, Problem, TestCase, Verdict, Result: the public face of the sandboxed judge."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import math
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import Enum
+
+from microcoder_fast.executor import compare as _compare
+
+FRAME_COMPILED, FRAME_CE, FRAME_RESULT = 13, 14, 12
+Z_READY, Z_EXIT, Z_ERR, Z_BENCH, Z_BENCH_RESULT = 3, 4, 5, 6, 7
+
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class Verdict(str, Enum):
+    """Outcome of a test or a generation (str-valued: ``Verdict.AC == "AC"``)."""
+
+    AC = "AC"  # accepted
+    WA = "WA"  # wrong answer
+    TLE = "TLE"  # time limit exceeded (wall clock or CPU)
+    MLE = "MLE"  # memory limit exceeded
+    RE = "RE"  # runtime error: uncaught exception, nonzero exit status, fatal signal
+    OLE = "OLE"  # output limit exceeded
+    CE = "CE"  # compile error (SyntaxError): no test ran
+    IE = "IE"  # internal error: bad problem data or a judge failure, never the program's fault
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test: the program's stdin text (stdin mode) or one JSON value per argument line (call mode),
+    and the expected stdout text or JSON return value."""
+
+    __test__ = False  # not a pytest class
+
+    input: str
+    output: str
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise TypeError(
+                    f"TestCase.{name} must be str, got {type(v).__name__}; decode bytes or json.dumps values first"
+                )
+
+
+def _as_test(t: object, i: int) -> TestCase:
+    if isinstance(t, TestCase):
+        return t
+    if isinstance(t, dict) and "input" in t and "output" in t:
+        return TestCase(t["input"], t["output"])
+    if isinstance(t, (tuple, list)) and len(t) == 2:
+        return TestCase(t[0], t[1])
+    raise TypeError(f"test {i} must be a TestCase, an (input, output) pair or a dict with input/output keys")
+
+
+@dataclass
+class Problem:
+    """Tests plus how to run them. ``fn_name`` None = stdin mode, else call mode (LeetCode style).
+    ``time_limit_s``, ``abs_tol`` and ``rel_tol`` override the executor's defaults for this problem."""
+
+    tests: Sequence[TestCase]
+    fn_name: str | None = None
+    time_limit_s: float | None = None
+    abs_tol: float | None = None
+    rel_tol: float | None = None
+    id: str | None = None
+    _inputs: list[bytes] = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+    _input_error: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tests, (str, bytes)) or not isinstance(self.tests, Iterable):
+            raise TypeError("Problem.tests must be a sequence of TestCase")
+        self.tests = tuple(_as_test(t, i) for i, t in enumerate(self.tests))
+        if self.fn_name is not None and (not isinstance(self.fn_name, str) or not self.fn_name.isidentifier()):
+            raise ValueError(f"Problem.fn_name must be a Python identifier or None, got {self.fn_name!r}")
+        if self.time_limit_s is not None and not (self.time_limit_s > 0 and math.isfinite(self.time_limit_s)):
+            raise ValueError(f"Problem.time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
+        for name in ("abs_tol", "rel_tol"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"Problem.{name} must be a finite number >= 0, got {v!r}")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._inputs = [t.input.encode("utf-8", "surrogateescape") for t in self.tests]
+        self._input_error = None
+        if self.fn_name is None:
+            return
+        for i, t in enumerate(self.tests):
+            lines = t.input.split("\n")
+            while lines and not lines[-1].strip():
+                lines.pop()
+            for j, line in enumerate(lines):
+                try:
+                    json.loads(line)
+                except ValueError as e:
+                    self._input_error = (
+                        f"test {i}: argument line {j + 1} is not valid JSON ({e}): {line[:80]!r}; call-mode "
+                        "inputs hold one JSON value per line"
+                    )
+                    return
+
+
+@dataclass
+class TestResult:
+    """Outcome of one test. ``peak_memory_kb`` is the generation's resident high-water mark so far."""
+
+    __test__ = False
+
+    index: int
+    verdict: Verdict
+    wall_s: float
+    cpu_s: float
+    peak_memory_kb: int
+    exit_code: int | None = None
+    signal: int | None = None
+    stderr_tail: str = ""
+    message: str = ""
+
+
+@dataclass
+class Result:
+    """Outcome of one generation. ``total`` counts the problem's tests; ``tests`` holds those that ran."""
+
+    verdict: Verdict
+    passed: int
+    total: int
+    tests: list[TestResult] = field(default_factory=list)
+    message: str = ""
+    index: int | None = None
+    problem_id: str | None = None
+    wall_s: float = 0.0
+
+    @property
+    def reward(self) -> float:
+        return 1.0 if self.verdict == Verdict.AC else 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == Verdict.AC
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def _scrubbed_env() -> list[str]:
+    return [
+        "PATH=/usr/local/bin:/usr/bin:/bin",
+        "LANG=C.UTF-8",
+        "LC_ALL=C.UTF-8",
+        "OPENBLAS_NUM_THREADS=1",
+        "OMP_NUM_THREADS=1",
+        "MKL_NUM_THREADS=1",
+        "NUMEXPR_NUM_THREADS=1",
+        "MALLOC_ARENA_MAX=2",
+    ]
+
+
+class _Slot:
+    """One worker: a zygote process and the thread that drives it."""
+
+    def __init__(self, ex: Executor, index: int) -> None:
+        self.ex = ex
+        self.index = index
+        self.w = None
+        self.layers: dict = {}
+        self.restarts = 0
+
+    def ensure(self) -> None:
+        if self.w is not None and self.w.zygote_alive():
+            return
+        if self.w is not None:
+            self.w.close(0.5)
+            self.w = None
+            self.restarts += 1
+        from microcoder_fast import _C
+
+        boot = (
+            "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from microcoder_fast.executor._zygote import main; main()"
+        )
+        argv = [sys.executable, "-I", "-c", boot, _PKG_PARENT, json.dumps(self.ex._zygote_cfg)]
+        w = _C.Worker(argv, _scrubbed_env())
+        got = w.recv_zygote(60.0)
+        if got is None or got[0] != Z_READY:
+            w.close(0.5)
+            raise RuntimeError(
+                "the executor's zygote did not start (no READY within 60 s); run "
+                "`python -c 'from microcoder_fast.executor._zygote import main'` to see the import error"
+            )
+        self.layers = json.loads(got[1])
+        self.w = w
+
+    def close(self) -> None:
+        if self.w is not None:
+            self.w.close(1.0)
+            self.w = None
+
+
+class _GenerationLost(Exception):
+    pass
+
+
+class Executor:
+    """Judge programs in sandboxed processes forked from clean pre-imported zygotes.
+
+    ``workers`` zygotes run generations in parallel; ``time_limit_s`` is per test (wall clock, CPU as a
+    backstop), ``memory_limit_mb`` the address-space limit, ``compare`` the comparison mode
+    (``"default"``, ``"lcb"``, ``"microcoder"``), ``output_limit_mb`` the stdout cap per test (OLE).
+    Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        time_limit_s: float = 6.0,
+        memory_limit_mb: int = 2048,
+        compare: str = "default",
+        output_limit_mb: float = 64,
+        abs_tol: float = 1e-6,
+        rel_tol: float = 1e-6,
+        stderr_tail_bytes: int = 4096,
+        isolation: str = "full",
+        preimport_numpy: bool = True,
+    ) -> None:
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+        if not (time_limit_s > 0 and math.isfinite(time_limit_s)):
+            raise ValueError(f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}")
+        if not (isinstance(memory_limit_mb, (int, float)) and memory_limit_mb >= 64):
+            raise ValueError(f"memory_limit_mb must be >= 64 (MiB), got {memory_limit_mb!r}")
+        if compare not in _compare.MODES:
+            raise ValueError(f"compare must be one of {_compare.MODES}, got {compare!r}")
+        if not output_limit_mb > 0:
+            raise ValueError(f"output_limit_mb must be > 0, got {output_limit_mb!r}")
+        if isolation not in ("full", "none"):
+            raise ValueError("isolation must be 'full' (every layer this host allows) or 'none' (rlimits only)")
+        self.workers = workers
+        self.time_limit_s = float(time_limit_s)
+        self.memory_limit_mb = memory_limit_mb
+        self.compare = compare
+        self.abs_tol = abs_tol
+        self.rel_tol = rel_tol
+        self.output_limit = int(output_limit_mb * 1024 * 1024)
+        self.stderr_tail_bytes = stderr_tail_bytes
+        full = isolation == "full"
+        self._zygote_cfg = {
+            "namespaces": full,
+            "drop_privileges": full,
+            "seccomp": full,
+            "preimport_numpy": preimport_numpy,
+            "tmp_mb": 256,
+        }
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._slots = [_Slot(self, i) for i in range(workers)]
+        errors: list[BaseException] = []
+
+        def start(s: _Slot) -> None:
+            try:
+                s.ensure()
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        starters = [threading.Thread(target=start, args=(s,)) for s in self._slots]
+        for t in starters:
+            t.start()
+        for t in starters:
+            t.join()
+        if errors:
+            for s in self._slots:
+                s.close()
+            raise errors[0]
+        self._threads = [
+            threading.Thread(target=self._loop, args=(s,), name=f"mcf-executor-{s.index}", daemon=True)
+            for s in self._slots
+        ]
+        for t in self._threads:
+            t.start()
+        ref = weakref.ref(self)
+        self._atexit = lambda: (ref() and ref().close())  # type: ignore[union-attr]
+        atexit.register(self._atexit)
+
+    # --- public API -----------------------------------------------------------------------------------
+    @property
+    def layers(self) -> dict:
+        """The isolation layers the zygotes report as active on this host."""
+        return dict(self._slots[0].layers)
+
+    def submit(self, code: str | bytes, problem: Problem, stop_on_first_failure: bool = True) -> Future:
+        """Judge one generation in the background; the Future's result is a :class:`Result`."""
+        if self._closed:
+            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        _check_item(code, problem, None)
+        fut: Future = Future()
+        self._jobs.put((fut, code, problem, stop_on_first_failure, None))
+        return fut
+
+    def judge(
+        self, items: Iterable[tuple[str | bytes, Problem]], stop_on_first_failure: bool = True
+    ) -> list[Result]:
+        """Judge every (code, problem) pair; results in input order."""
+        out: list[Result | None] = []
+        for r in self.judge_iter(items, stop_on_first_failure):
+            while len(out) <= r.index:  # type: ignore[operator]
+                out.append(None)
+            out[r.index] = r  # type: ignore[index]
+        return out  # type: ignore[return-value]
+
+    def judge_iter(
+        self,
+        items: Iterable[tuple[str | bytes, Problem]],
+        stop_on_first_failure: bool = True,
+        max_in_flight: int | None = None,
+    ) -> Iterator[Result]:
+        """Yield each Result as soon as it is judged (completion order; ``result.index`` is the input
+        position). The input iterable is consumed lazily, at most ``max_in_flight`` items ahead."""
+        if self._closed:
+            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        limit = max_in_flight or 4 * self.workers
+        done: queue.SimpleQueue = queue.SimpleQueue()
+        in_flight = 0
+        it = iter(enumerate(items))
+        exhausted = False
+        while True:
+            while not exhausted and in_flight < limit:
+                try:
+                    i, item = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                    raise TypeError(f"item {i} must be a (code, Problem) pair, got {type(item).__name__}")
+                code, problem = item
+                _check_item(code, problem, i)
+                fut: Future = Future()
+                fut.add_done_callback(done.put)
+                self._jobs.put((fut, code, problem, stop_on_first_failure, i))
+                in_flight += 1
+            if in_flight == 0:
+                return
+            f = done.get()
+            in_flight -= 1
+            yield f.result()
+
+    imap_unordered = judge_iter
+
+    def fork_exit_wait_s(self, n: int = 500) -> float:
+        """This host's bare fork + _exit + waitpid cost in seconds, measured inside a zygote (a plain
+        C fork of the pre-imported zygote interpreter). For benchmarks."""
+        fut: Future = Future()
+        self._jobs.put((fut, None, ("bench", n), False, None))
+        return fut.result()
+
+    def close(self) -> None:
+        """Stop the workers and the zygotes (idempotent). Pending jobs get an IE result."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=30)
+        for s in self._slots:
+            s.close()
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None and job[0].set_running_or_notify_cancel():
+                job[0].set_result(Result(Verdict.IE, 0, 0, message="executor closed before this job ran"))
+        try:
+            atexit.unregister(self._atexit)
+        except Exception:
+            pass
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # --- worker thread ----------------------------------------------------------------------------------
+    def _loop(self, slot: _Slot) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, code, problem, stop, index = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            if code is None and isinstance(problem, tuple):  # bench request
+                try:
+                    slot.ensure()
+                    fut.set_result(self._bench(slot, problem[1]))
+                except BaseException as e:  # noqa: BLE001
+                    fut.set_exception(e)
+                continue
+            t0 = time.perf_counter()
+            try:
+                res = self._judge(slot, code, problem, stop)
+            except BaseException as e:  # noqa: BLE001
+                res = Result(Verdict.IE, 0, len(problem.tests), message=f"internal judge error: {e!r}")
+            res.index = index
+            res.problem_id = problem.id
+            res.wall_s = time.perf_counter() - t0
+            fut.set_result(res)
+
+    def _bench(self, slot: _Slot, n: int) -> float:
+        if not slot.w.send_zygote(Z_BENCH, str(int(n)).encode()):
+            raise RuntimeError("the zygote is gone")
+        got = slot.w.recv_zygote(120.0)
+        if got is None or got[0] != Z_BENCH_RESULT:
+            raise RuntimeError("the zygote did not answer the fork benchmark")
+        return int(got[1]) * 1e-9
+
+    # --- judging -------------------------------------------------------------------------------------
+    def _judge(self, slot: _Slot, code: str | bytes, problem: Problem, stop: bool) -> Result:
+        n = len(problem.tests)
+        if n == 0:
+            return Result(Verdict.IE, 0, 0, message="problem has no tests: add at least one TestCase "
+                          "(a problem without tests is never accepted)")
+        if problem._input_error:
+            return Result(Verdict.IE, 0, n, message=problem._input_error)
+        source = code.encode("utf-8", "surrogatepass") if isinstance(code, str) else bytes(code)
+        tl = problem.time_limit_s or self.time_limit_s
+        abs_tol = self.abs_tol if problem.abs_tol is None else problem.abs_tol
+        rel_tol = self.rel_tol if problem.rel_tol is None else problem.rel_tol
+        call = problem.fn_name is not None
+        results: list[TestResult] = []
+        k = 0
+        lost = 0
+        while k < n:
+            try:
+                slot.ensure()
+                k, finished, ce = self._run_generation(slot, source, problem, k, tl, abs_tol, rel_tol, call, stop,
+                                                       results)
+            except _GenerationLost as e:
+                lost += 1
+                if lost >= 3:
+                    return Result(Verdict.IE, sum(r.verdict == Verdict.AC for r in results), n, results,
+                                  message=f"the judge's worker process failed repeatedly: {e}")
+                slot.w.close(0.2) if slot.w is not None else None
+                slot.w = None
+                continue
+            if ce is not None:
+                return Result(Verdict.CE, 0, n, [], message=ce)
+            if finished:
+                break
+        passed = sum(r.verdict == Verdict.AC for r in results)
+        for r in results:
+            if r.verdict != Verdict.AC:
+                return Result(r.verdict, passed, n, results, message=f"test {r.index}: {r.verdict.value}"
+                              + (f": {r.message}" if r.message else ""))
+        if len(results) < n:  # cannot happen without a failure, kept as a guard
+            return Result(Verdict.IE, passed, n, results, message="not every test ran")
+        return Result(Verdict.AC, passed, n, results)
+
+    def _gen_payload(self, problem: Problem, remaining: int, tl: float) -> bytes:
+        cfg = {
+            "fn_name": problem.fn_name,
+            "memory_bytes": int(self.memory_limit_mb * 1024 * 1024),
+            "cpu_s": int(math.ceil(tl * (remaining + 1))) + 1,
+            "fsize": max(self.output_limit, 16 << 20),
+            "nproc": 64,
+            "nofile": 256,
+        }
+        return json.dumps(cfg).encode()
+
+    def _wait(self, slot: _Slot, timeout: float) -> tuple:
+        return slot.w.wait_event(timeout, self.output_limit, self.stderr_tail_bytes)
+
+    def _await_exit(self, slot: _Slot, timeout: float = 10.0) -> tuple:
+        """Wait until the zygote reports the generation reaped. Returns the EXIT event."""
+        deadline = time.monotonic() + timeout
+        killed = False
+        while True:
+            rem = deadline - time.monotonic()
+            ev = self._wait(slot, max(rem, 0.0))
+            kind = ev[0]
+            if kind == "exit":
+                return ev
+            if kind == "zygote_dead":
+                raise _GenerationLost("the zygote died")
+            if kind == "zygote" and ev[1] == Z_ERR:
+                raise _GenerationLost(ev[2].decode(errors="replace"))
+            if kind in ("timeout", "ole") or rem <= 0:
+                if killed and rem <= 0:
+                    raise _GenerationLost("the generation did not exit after SIGKILL")
+                if not killed:
+                    slot.w.kill_generation()
+                    killed = True
+                    deadline = time.monotonic() + timeout
+
+    def _run_generation(
+        self,
+        slot: _Slot,
+        source: bytes,
+        problem: Problem,
+        k: int,
+        tl: float,
+        abs_tol: float,
+        rel_tol: float,
+        call: bool,
+        stop: bool,
+        results: list[TestResult],
+    ) -> tuple[int, bool, str | None]:
+        """Fork one child from the zygote and run tests k.. in it. Returns (next k, finished, CE message)."""
+        n = len(problem.tests)
+        w = slot.w
+        if not w.start(self._gen_payload(problem, n - k, tl) + b"\n" + source):
+            raise _GenerationLost("could not hand the generation to the zygote")
+        # compilation (its own budget: at least 10 s so a 10 MB source compiles)
+        t0 = time.perf_counter()
+        ev = self._wait(slot, max(tl, 10.0) + 1.0)
+        kind, ftype, payload = ev[0], ev[1], ev[2]
+        if kind == "ctl" and ftype == FRAME_CE:
+            self._finish(slot, alive=True)
+            return n, True, payload.decode("utf-8", "replace")
+        if not (kind == "ctl" and ftype == FRAME_COMPILED):
+            # died, timed out or flooded before compiling: that is test k's outcome
+            tr = self._abnormal(slot, ev, k, time.perf_counter() - t0, call, problem, abs_tol, rel_tol)
+            results.append(tr)
+            return k + 1, (stop and tr.verdict != Verdict.AC) or k + 1 >= n, None
+        while k < n:
+            header = json.dumps({"index": k}).encode()
+            t0 = time.perf_counter()
+            sent = w.send_test(header, problem._inputs[k])
+            ev = self._wait(slot, tl) if sent else self._await_exit(slot)
+            wall = time.perf_counter() - t0
+            kind, ftype, payload, out, tail = ev[0], ev[1], ev[2], ev[3], ev[4]
+            if kind == "ctl" and ftype == FRAME_RESULT:
+                nl = payload.index(b"\n")
+                head = json.loads(payload[:nl])
+                value = payload[nl + 1:]
+                tr = self._from_harness(k, head, value, out, tail, wall, call, problem, abs_tol, rel_tol)
+                results.append(tr)
+                k += 1
+                failed = tr.verdict != Verdict.AC
+                if (failed and stop) or k >= n:
+                    self._finish(slot, alive=not head.get("dirty"))
+                    return (n if failed and stop else k), True, None
+                if head.get("dirty"):
+                    self._finish(slot, alive=False)
+                    return k, False, None
+                continue
+            tr = self._abnormal(slot, ev, k, wall, call, problem, abs_tol, rel_tol)
+            results.append(tr)
+            k += 1
+            failed = tr.verdict != Verdict.AC
+            return (n if failed and stop else k), (failed and stop) or k >= n, None
+        self._finish(slot, alive=True)
+        return k, True, None
+
+    def _finish(self, slot: _Slot, alive: bool) -> None:
+        if alive:
+            slot.w.send_end()
+        self._await_exit(slot)
+
+    # --- verdicts -------------------------------------------------------------------------------------
+    def _compare(self, k: int, out: bytes, value: bytes, call: bool, problem: Problem, abs_tol: float,
+                 rel_tol: float) -> tuple[Verdict, str]:
+        expected = problem.tests[k].output
+        try:
+            if call:
+                why = _compare.explain_call(value.decode("utf-8", "surrogatepass"), expected, self.compare,
+                                            abs_tol, rel_tol)
+            else:
+                why = _compare.explain_stdout(out, expected, self.compare, abs_tol, rel_tol)
+        except (ValueError, TypeError) as e:
+            return Verdict.IE, f"test {k}: expected output could not be used ({e})"
+        return (Verdict.AC, "") if why is None else (Verdict.WA, why)
+
+    def _from_harness(self, k: int, head: dict, value: bytes, out: bytes, tail: bytes, wall: float, call: bool,
+                      problem: Problem, abs_tol: float, rel_tol: float) -> TestResult:
+        status = head.get("status")
+        exc = head.get("exc")
+        tr = TestResult(k, Verdict.AC, wall, float(head.get("cpu_s", 0.0)), int(head.get("maxrss_kb", 0)),
+                        exit_code=status if isinstance(status, int) else None,
+                        stderr_tail=tail.decode("utf-8", "replace"))
+        if exc == "MemoryError":
+            tr.verdict, tr.message = Verdict.MLE, "MemoryError"
+        elif exc == "InputError":
+            tr.verdict, tr.message = Verdict.IE, f"test {k}: {head.get('message')}"
+        elif status != 0 or exc is not None:
+            tr.verdict = Verdict.RE
+            tr.message = head.get("message") or (f"uncaught {exc}" if exc else f"exit status {status}")
+        else:
+            tr.verdict, tr.message = self._compare(k, out, value, call, problem, abs_tol, rel_tol)
+        return tr
+
+    def _abnormal(self, slot: _Slot, ev: tuple, k: int, wall: float, call: bool, problem: Problem,
+                  abs_tol: float, rel_tol: float) -> TestResult:
+        """The child did not report test k: it died, timed out or flooded stdout."""
+        kind = ev[0]
+        out, tail = ev[3], ev[4]
+        if kind == "zygote_dead":
+            raise _GenerationLost("the zygote died during a test")
+        if kind == "zygote" and ev[1] == Z_ERR:
+            raise _GenerationLost(ev[2].decode(errors="replace"))
+        verdict = None
+        if kind == "timeout":
+            verdict, msg = Verdict.TLE, f"wall-clock limit of {problem.time_limit_s or self.time_limit_s:g} s exceeded"
+        elif kind == "ole":
+            verdict, msg = Verdict.OLE, f"output exceeded {self.output_limit} bytes"
+        if kind != "exit":
+            slot.w.kill_generation()
+            ex = self._await_exit(slot)
+            out2, tail2 = ex[3], ex[4]
+            tail = (tail + tail2)[-self.stderr_tail_bytes:]
+            if kind != "ole":
+                out = out + out2
+            report = json.loads(ex[2] or b"{}")
+        else:
+            report = json.loads(ev[2] or b"{}")
+        st = int(report.get("status", 0))
+        cpu = float(report.get("utime", 0.0)) + float(report.get("stime", 0.0))
+        rss = int(report.get("maxrss_kb", 0))
+        tr = TestResult(k, Verdict.RE, wall, cpu, rss, stderr_tail=tail.decode("utf-8", "replace"))
+        if os.WIFEXITED(st):
+            tr.exit_code = os.WEXITSTATUS(st)
+        elif os.WIFSIGNALED(st):
+            tr.signal = os.WTERMSIG(st)
+        if verdict is not None:
+            tr.verdict, tr.message = verdict, msg
+            return tr
+        if tr.exit_code is not None:
+            if tr.exit_code in (112, 114):
+                tr.verdict, tr.message = Verdict.IE, f"sandbox setup failed in the child (status {tr.exit_code})"
+            elif tr.exit_code == 0 and not call:
+                tr.verdict, tr.message = self._compare(k, out, b"", call, problem, abs_tol, rel_tol)
+            elif tr.exit_code == 0:
+                tr.verdict, tr.message = Verdict.RE, "the program exited instead of returning a value"
+            elif "MemoryError" in tr.stderr_tail:
+                tr.verdict, tr.message = Verdict.MLE, "MemoryError"
+            else:
+                tr.message = f"exit status {tr.exit_code}"
+            return tr
+        sig = tr.signal or 0
+        limit_kb = self.memory_limit_mb * 1024
+        if sig == signal.SIGXCPU:
+            tr.verdict, tr.message = Verdict.TLE, "CPU time limit exceeded"
+        elif sig == signal.SIGXFSZ:
+            tr.verdict, tr.message = Verdict.OLE, "file size limit exceeded"
+        elif "MemoryError" in tr.stderr_tail or (sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS,
+                                                          signal.SIGKILL) and rss >= 0.8 * limit_kb):
+            tr.verdict, tr.message = Verdict.MLE, f"killed by signal {sig} near the memory limit"
+        else:
+            tr.message = f"killed by signal {sig} ({signal.Signals(sig).name if sig in signal.valid_signals() else sig})"
+        return tr
+
+
+def _check_item(code: object, problem: object, i: int | None) -> None:
+    where = "" if i is None else f"item {i}: "
+    if not isinstance(code, (str, bytes, bytearray)):
+        raise TypeError(f"{where}code must be str or bytes, got {type(code).__name__}")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{where}problem must be a microcoder_fast.executor.Problem, got {type(problem).__name__}")
