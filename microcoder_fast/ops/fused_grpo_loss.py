@@ -231,11 +231,12 @@ def _(buf: torch.Tensor, scale: torch.Tensor) -> None:
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
     ctx.save_for_backward(output[3])
+    ctx.had_grad = inputs[13]
 
 
 def _backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> tuple:
     (grad,) = ctx.saved_tensors
-    if grad.numel() == 0 and grad_loss is not None:
+    if not ctx.had_grad:
         raise RuntimeError(
             "fused_grpo_loss: the forward ran without a gradient (logits did not require grad)"
         )

@@ -64,23 +64,26 @@ def fused_grpo_loss_reference(
     return loss, metrics
 
 
-def _row_blocks(logits: torch.Tensor, chunk_rows: int) -> list[tuple[torch.Tensor, slice]]:
-    """Views [rows, V] of ``logits`` [B, L, V] covering the flattened token index range, and their slices."""
-    B, L, V = logits.shape
-    blocks: list[tuple[torch.Tensor, slice]] = []
-    if B * L == 0:
-        return blocks
-    if B == 1 or logits.stride(0) == L * logits.stride(1):
-        flat = logits.as_strided((B * L, V), (logits.stride(1), logits.stride(2)))
-        for r0 in range(0, B * L, chunk_rows):
-            r1 = min(r0 + chunk_rows, B * L)
-            blocks.append((flat[r0:r1], slice(r0, r1)))
-        return blocks
-    for b in range(B):
-        for l0 in range(0, L, chunk_rows):
-            l1 = min(l0 + chunk_rows, L)
-            blocks.append((logits[b, l0:l1], slice(b * L + l0, b * L + l1)))
-    return blocks
+def _flattenable(t: torch.Tensor) -> bool:
+    return t.shape[0] <= 1 or t.stride(0) == t.shape[1] * t.stride(1)
+
+
+def _row_slices(B: int, L: int, chunk_rows: int, flat: bool) -> list[slice]:
+    """Flattened token ranges of at most ``chunk_rows`` rows; within one sequence unless ``flat``."""
+    if flat:
+        return [slice(r0, min(r0 + chunk_rows, B * L)) for r0 in range(0, B * L, chunk_rows)]
+    return [
+        slice(b * L + l0, b * L + min(l0 + chunk_rows, L)) for b in range(B) for l0 in range(0, L, chunk_rows)
+    ]
+
+
+def _rows(t: torch.Tensor, sl: slice, flat: bool) -> torch.Tensor:
+    """The [rows, V] view of ``t`` [B, L, V] for the flattened token range ``sl`` (never a copy)."""
+    B, L, V = t.shape
+    if flat:
+        return t.as_strided((B * L, V), (t.stride(1), t.stride(2)))[sl]
+    b = sl.start // L
+    return t[b, sl.start - b * L : sl.stop - b * L]
 
 
 def fused_grpo_loss_chunked(
@@ -116,10 +119,10 @@ def fused_grpo_loss_chunked(
     logp = torch.zeros(n, dtype=torch.float32, device=logits.device)
     ent = torch.zeros(n, dtype=torch.float32, device=logits.device)
     chunk_rows = max(1, chunk_bytes // max(4 * V, 1))
-    blocks = _row_blocks(logits, chunk_rows)
-    grad_blocks = _row_blocks(grad_out, chunk_rows) if grad_out is not None else [None] * len(blocks)
+    flat = _flattenable(logits) and (grad_out is None or _flattenable(grad_out))
     terms_parts: list[dict[str, torch.Tensor]] = []
-    for (rows, sl), gblock in zip(blocks, grad_blocks):
+    for sl in _row_slices(B, L, chunk_rows, flat) if n else []:
+        rows = _rows(logits, sl, flat)
         v = valid[sl]
         z = rows.to(torch.float32) * inv_t
         lse = torch.logsumexp(z, dim=-1)
@@ -151,12 +154,12 @@ def fused_grpo_loss_chunked(
             dual_clip,
         )
         terms_parts.append(tm)
-        if gblock is not None:
+        if grad_out is not None:
             g = tm["grad"] * inv_t
             p.mul_(-g[:, None])
             p.scatter_add_(1, t[:, None], g[:, None])
             p[~v] = 0.0
-            gblock[0].copy_(p)
+            _rows(grad_out, sl, flat).copy_(p)
         del p
     if terms_parts:
         terms = {k: torch.cat([tp[k] for tp in terms_parts]) for k in terms_parts[0]}
