@@ -313,3 +313,19 @@ def token_logprobs_bwd(
             num_warps=_num_warps(bv),
         )
     return grad3
+
+
+@triton.jit
+def lse_tile_update_2d(m, s, t, z, COMPUTE_ENTROPY: tl.constexpr):
+    """Row-wise ``lse_tile_update`` for a [rows, cols] tile ``z``; ``m``, ``s``, ``t`` are [rows] vectors."""
+    tile_max = tl.max(z, axis=1)
+    m_new = tl.maximum(m, tile_max)
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.exp(m - m_safe)
+    e = tl.exp(z - m_safe[:, None])
+    if COMPUTE_ENTROPY:
+        shift = tl.where(s > 0.0, m - m_safe, 0.0)
+        d = tl.where(e > 0.0, z - m_safe[:, None], 0.0)
+        t = alpha * (t + s * shift) + tl.sum(e * d, axis=1)
+    s = s * alpha + tl.sum(e, axis=1)
+    return m_new, s, t

@@ -1,0 +1,220 @@
+# ruff: noqa: ANN201  (@triton.jit functions carry no return annotations)
+"""Triton kernels for token log-probs straight from hidden states: log softmax(hidden @ weight.T / T)[target].
+
+Forward (``linear_logprobs_fwd_kernel``): one program per tile of ``BLOCK_N`` tokens (grid axis 0); it walks
+the vocabulary in tiles of ``BLOCK_V``, computes each [BLOCK_N, BLOCK_V] logits tile with ``tl.dot`` over the
+hidden dimension (fp32 accumulation), and folds it into a running row max / sum (and entropy sum) -- the
+[tokens, vocab] logits never exist, not even in a workspace. Output: fp32 log-prob, log-sum-exp, entropy.
+
+Backward: ``linear_logprobs_dlogits_kernel`` recomputes one logits tile per program from hidden and weight and
+writes d(loss)/d(logits) for a [chunk_tokens, chunk_vocab] slice into a fixed workspace; the two gradient
+GEMMs (d hidden += dz @ W_v, d W_v += dz.T @ h) run on the workspace with the vendor BLAS in the op layer,
+accumulated in fp32 in a fixed order (deterministic, no atomics).
+
+The temperature is a runtime float; the row (token) results do not depend on other tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from .token_logprobs import entropy_finalize, lse_finalize, lse_tile_update_2d, softmax_grad_tile
+
+MAX_GRID_TILES = 2**31 - 1
+
+
+@triton.jit
+def _logits_tile(h_ptr, w_ptr, rows, cols, N, V, D, stride_hn, stride_wv, BLOCK_N: tl.constexpr,
+                 BLOCK_V: tl.constexpr, BLOCK_D: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """fp32 [BLOCK_N, BLOCK_V] tile of hidden[rows] @ weight[cols].T (zero outside the matrix).
+
+    ``DOT_PRECISION == "upcast"`` converts the tiles to fp32 first (same products: bf16/fp16 products are exact
+    in fp32); used under Triton's interpreter, whose bf16 ``tl.dot`` is wrong."""
+    acc = tl.zeros((BLOCK_N, BLOCK_V), tl.float32)
+    offs_d = tl.arange(0, BLOCK_D)
+    for d0 in range(0, D, BLOCK_D):
+        dd = d0 + offs_d
+        h = tl.load(h_ptr + rows[:, None] * stride_hn + dd[None, :],
+                    mask=(rows[:, None] < N) & (dd[None, :] < D), other=0.0)
+        w = tl.load(w_ptr + cols[:, None] * stride_wv + dd[None, :],
+                    mask=(cols[:, None] < V) & (dd[None, :] < D), other=0.0)
+        if DOT_PRECISION == "upcast":
+            acc = tl.dot(h.to(tl.float32), tl.trans(w.to(tl.float32)), acc, input_precision="ieee")
+        else:
+            acc = tl.dot(h, tl.trans(w), acc, input_precision=DOT_PRECISION)
+    return acc
+
+
+@triton.jit
+def linear_logprobs_fwd_kernel(
+    h_ptr,
+    w_ptr,
+    target_ptr,
+    logp_ptr,
+    lse_ptr,
+    ent_ptr,
+    N,
+    V,
+    D,
+    stride_hn,
+    stride_wv,
+    inv_temperature,
+    COMPUTE_ENTROPY: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < N
+    target = tl.load(target_ptr + rows, mask=rmask, other=0).to(tl.int64)
+    m = tl.full((BLOCK_N,), float("-inf"), tl.float32)
+    s = tl.zeros((BLOCK_N,), tl.float32)
+    t = tl.zeros((BLOCK_N,), tl.float32)
+    z_t = tl.zeros((BLOCK_N,), tl.float32)
+    offs_v = tl.arange(0, BLOCK_V).to(tl.int64)
+    for v0 in range(0, V, BLOCK_V):
+        cols = v0 + offs_v
+        acc = _logits_tile(h_ptr, w_ptr, rows, cols, N, V, D, stride_hn, stride_wv, BLOCK_N, BLOCK_V, BLOCK_D,
+                           DOT_PRECISION)
+        z = tl.where(cols[None, :] < V, acc * inv_temperature, float("-inf"))
+        m, s, t = lse_tile_update_2d(m, s, t, z, COMPUTE_ENTROPY)
+        z_t += tl.sum(tl.where(cols[None, :] == target[:, None], z, 0.0), axis=1)
+    lse = lse_finalize(m, s)
+    valid = (target >= 0) & (target < V)
+    logp = tl.minimum(z_t - tl.where(lse == float("-inf"), 0.0, lse), 0.0)
+    logp = tl.where(lse == float("-inf"), float("-inf"), logp)
+    logp = tl.where(valid, logp, float("nan"))
+    tl.store(logp_ptr + rows, logp, mask=rmask)
+    tl.store(lse_ptr + rows, lse, mask=rmask)
+    if COMPUTE_ENTROPY:
+        tl.store(ent_ptr + rows, entropy_finalize(s, t), mask=rmask)
+
+
+@triton.jit
+def linear_logprobs_dlogits_kernel(
+    h_ptr,
+    w_ptr,
+    target_ptr,
+    lse_ptr,
+    ent_ptr,
+    g_logp_ptr,
+    g_ent_ptr,
+    dz_ptr,
+    n_rows,
+    v_cols,
+    D,
+    stride_hn,
+    stride_wv,
+    stride_dz,
+    inv_temperature,
+    HAS_GLOGP: tl.constexpr,
+    HAS_GENT: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_V: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
+):
+    """d loss / d logits for a [n_rows, v_cols] slice; all pointers are already offset to the slice start."""
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.program_id(1).to(tl.int64) * BLOCK_V + tl.arange(0, BLOCK_V)
+    rmask = rows < n_rows
+    cmask = cols < v_cols
+    acc = _logits_tile(h_ptr, w_ptr, rows, cols, n_rows, v_cols, D, stride_hn, stride_wv, BLOCK_N, BLOCK_V,
+                       BLOCK_D, DOT_PRECISION)
+    z = acc * inv_temperature
+    target = tl.load(target_ptr + rows, mask=rmask, other=-1).to(tl.int64)  # already local to the slice
+    lse = tl.load(lse_ptr + rows, mask=rmask, other=0.0)
+    if HAS_GLOGP:
+        g_logp = tl.load(g_logp_ptr + rows, mask=rmask, other=0.0)
+    else:
+        g_logp = tl.zeros((BLOCK_N,), tl.float32)
+    if HAS_GENT:
+        g_ent = tl.load(g_ent_ptr + rows, mask=rmask, other=0.0)
+        ent = tl.load(ent_ptr + rows, mask=rmask, other=0.0)
+    else:
+        g_ent = tl.zeros((BLOCK_N,), tl.float32)
+        ent = tl.zeros((BLOCK_N,), tl.float32)
+    grad = softmax_grad_tile(z, lse[:, None], ent[:, None], cols[None, :] == target[:, None], g_logp[:, None],
+                             g_ent[:, None]) * inv_temperature
+    tl.store(dz_ptr + rows[:, None] * stride_dz + cols[None, :], grad.to(dz_ptr.dtype.element_ty),
+             mask=rmask[:, None] & cmask[None, :])
+
+
+def _dot_precision(t: torch.Tensor) -> str:
+    # fp32 inputs: exact fp32 products (no TF32); bf16/fp16 products are exact in the fp32 accumulator anyway.
+    if t.device.type != "cuda":
+        return "upcast"  # Triton's interpreter mishandles bf16 tl.dot
+    return "ieee" if t.dtype == torch.float32 else "tf32"
+
+
+def _blocks(D: int, interpret: bool) -> tuple[int, int, int]:
+    if interpret:
+        return 16, 32, 32
+    return 64, 128, min(64, max(16, triton.next_power_of_2(D)))
+
+
+def linear_token_logprobs_fwd(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    inv_temperature: float,
+    compute_entropy: bool,
+    blocks: tuple[int, int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """hidden [N, D] (unit last stride), weight [V, D] (unit last stride), target [N] → fp32 (logp, lse, ent)."""
+    N, D = hidden.shape
+    V = weight.shape[0]
+    dev = hidden.device
+    logp = torch.empty(N, device=dev, dtype=torch.float32)
+    lse = torch.empty(N, device=dev, dtype=torch.float32)
+    ent = torch.empty(N if compute_entropy else 0, device=dev, dtype=torch.float32)
+    if N == 0:
+        return logp, lse, ent
+    bn, bv, bd = blocks or _blocks(D, dev.type != "cuda")
+    grid = (triton.cdiv(N, bn),)
+    linear_logprobs_fwd_kernel[grid](
+        hidden, weight, target, logp, lse, ent if compute_entropy else lse,
+        N, V, D, hidden.stride(0), weight.stride(0), float(inv_temperature),
+        COMPUTE_ENTROPY=compute_entropy, BLOCK_N=bn, BLOCK_V=bv, BLOCK_D=bd,
+        DOT_PRECISION=_dot_precision(hidden),
+        num_warps=8 if bn * bv >= 8192 else 4,
+    )
+    return logp, lse, ent
+
+
+def linear_token_logprobs_dlogits(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    local_target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    inv_temperature: float,
+    dz: torch.Tensor,
+    blocks: tuple[int, int, int] | None = None,
+) -> torch.Tensor:
+    """Fill ``dz`` [n, v] with d loss / d logits for hidden [n, D] (a token slice) and weight [v, D] (a vocab
+    slice). ``local_target`` holds target - v_start (int64; out-of-slice values match no column); ``lse``,
+    ``ent`` and the upstream gradients are the slice's rows (fp32)."""
+    n, D = hidden.shape
+    v = weight.shape[0]
+    if n == 0 or v == 0:
+        return dz
+    bn, bv, bd = blocks or _blocks(D, hidden.device.type != "cuda")
+    grid = (triton.cdiv(n, bn), triton.cdiv(v, bv))
+    dummy = lse
+    linear_logprobs_dlogits_kernel[grid](
+        hidden, weight, local_target, lse,
+        ent if g_ent is not None else dummy,
+        g_logp if g_logp is not None else dummy,
+        g_ent if g_ent is not None else dummy,
+        dz, n, v, D, hidden.stride(0), weight.stride(0), dz.stride(0), float(inv_temperature),
+        HAS_GLOGP=g_logp is not None, HAS_GENT=g_ent is not None,
+        BLOCK_N=bn, BLOCK_V=bv, BLOCK_D=bd, DOT_PRECISION=_dot_precision(hidden),
+        num_warps=8 if bn * bv >= 8192 else 4,
+    )
+    return dz

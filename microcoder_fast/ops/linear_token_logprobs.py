@@ -1,0 +1,247 @@
+"""``ops.linear_token_logprobs``: log softmax(hidden @ weight.T / T)[target] without the [N, V] logits.
+
+Registered as torch.library custom ops (``microcoder_fast::linear_token_logprobs_fwd`` / ``_bwd``) with autograd
+and fake kernels (``torch.compile(fullgraph=True)`` traces through them).
+
+- CUDA forward: one fused Triton kernel (``tl.dot`` logits tiles + online log-sum-exp; no logits workspace).
+- CUDA backward: a Triton kernel recomputes each [chunk_tokens, chunk_vocab] logits tile and writes d(logits)
+  into a fixed workspace (input dtype); cuBLAS GEMMs then accumulate d hidden [N, D] and the current d weight
+  slice [chunk_vocab, D] in fp32, in a fixed order (deterministic, no atomics). Extra memory: the workspace,
+  the fp32 d-weight slice and O(N) (fp32 row statistics and the fp32 d hidden accumulator).
+- CPU: the torch reference with the same tiling (``reference/linear_token_logprobs.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import torch
+
+from microcoder_fast.ops import _dispatch
+from microcoder_fast.reference import linear_token_logprobs as _ref
+
+__all__ = ["linear_token_logprobs"]
+
+CUDA_CHUNK_TOKENS = 8192
+CUDA_CHUNK_VOCAB = 8192
+
+
+def _addmm_f32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b."""
+    if a.dtype == torch.float32:
+        acc.addmm_(a, b)
+        return
+    if a.is_cuda:
+        try:
+            acc.copy_(torch.addmm(acc, a, b, out_dtype=torch.float32))
+            return
+        except (RuntimeError, TypeError):  # older torch without addmm(out_dtype=)
+            pass
+    acc.addmm_(a.float(), b.float())
+
+
+def _cuda_backward(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+    chunk_tokens: int = CUDA_CHUNK_TOKENS,
+    chunk_vocab: int = CUDA_CHUNK_VOCAB,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    k = _dispatch.kernels("linear_token_logprobs")
+    N, D = hidden.shape
+    V = weight.shape[0]
+    grad_h = torch.zeros(N, D, dtype=torch.float32, device=hidden.device)
+    grad_w = torch.empty_like(weight)
+    nt, nv = min(N, chunk_tokens), min(V, chunk_vocab)
+    dz_buf = torch.empty(nt * nv, dtype=hidden.dtype, device=hidden.device)
+    acc_w = torch.empty(nv, D, dtype=torch.float32, device=hidden.device)
+    tgt = target.long()
+    for v0 in range(0, V, chunk_vocab):
+        v1 = min(V, v0 + chunk_vocab)
+        w = weight[v0:v1]
+        aw = acc_w[: v1 - v0].zero_()
+        for n0 in range(0, N, chunk_tokens):
+            n1 = min(N, n0 + chunk_tokens)
+            h = hidden[n0:n1]
+            dz = dz_buf[: (n1 - n0) * (v1 - v0)].view(n1 - n0, v1 - v0)
+            k.linear_token_logprobs_dlogits(
+                h,
+                w,
+                (tgt[n0:n1] - v0).contiguous(),
+                lse[n0:n1],
+                None if ent is None else ent[n0:n1],
+                None if g_logp is None else g_logp[n0:n1],
+                None if g_ent is None else g_ent[n0:n1],
+                1.0 / temperature,
+                dz,
+            )
+            _addmm_f32(grad_h[n0:n1], dz, w)
+            _addmm_f32(aw, dz.T, h)
+        grad_w[v0:v1] = aw.to(weight.dtype)
+    return grad_h.to(hidden.dtype), grad_w
+
+
+@torch.library.custom_op("microcoder_fast::linear_token_logprobs_fwd", mutates_args=())
+def _fwd(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    check_target: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if check_target or not _dispatch.use_triton(hidden.device):
+        _dispatch.check_target_range(target, weight.shape[0])
+    if _dispatch.use_triton(hidden.device):
+        k = _dispatch.kernels("linear_token_logprobs")
+        return k.linear_token_logprobs_fwd(hidden, weight, target, 1.0 / temperature, return_entropy)
+    return _ref.linear_forward_chunked(hidden, weight, target, temperature, return_entropy)
+
+
+@_fwd.register_fake
+def _fwd_fake(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float,
+    return_entropy: bool,
+    check_target: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = hidden.shape[0]
+    out = hidden.new_empty((n,), dtype=torch.float32)
+    return out, torch.empty_like(out), hidden.new_empty((n if return_entropy else 0,), dtype=torch.float32)
+
+
+@torch.library.custom_op("microcoder_fast::linear_token_logprobs_bwd", mutates_args=())
+def _bwd(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gl = None if g_logp is None else g_logp.float().contiguous()
+    ge = None if g_ent is None else g_ent.float().contiguous()
+    if _dispatch.use_triton(hidden.device):
+        return _cuda_backward(hidden, weight, target, lse, ent, gl, ge, temperature)
+    return _ref.linear_backward_chunked(hidden, weight, target, lse, ent, gl, ge, temperature)
+
+
+@_bwd.register_fake
+def _bwd_fake(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    lse: torch.Tensor,
+    ent: torch.Tensor | None,
+    g_logp: torch.Tensor | None,
+    g_ent: torch.Tensor | None,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty_like(hidden), torch.empty_like(weight)
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+    hidden, weight, target, temperature, return_entropy, _check = inputs
+    _logp, lse, ent = output
+    ctx.save_for_backward(hidden, weight, target, lse, ent if return_entropy else None)
+    ctx.temperature = temperature
+    ctx.return_entropy = return_entropy
+    ctx.set_materialize_grads(False)
+
+
+def _backward(
+    ctx: Any, g_logp: torch.Tensor | None, _g_lse: torch.Tensor | None, g_ent: torch.Tensor | None
+) -> tuple[torch.Tensor | None, ...]:
+    hidden, weight, target, lse, ent = ctx.saved_tensors
+    if not ctx.return_entropy:
+        g_ent = None
+    if g_logp is None and g_ent is None:
+        return None, None, None, None, None, None
+    grad_h, grad_w = torch.ops.microcoder_fast.linear_token_logprobs_bwd(
+        hidden, weight, target, lse, ent, g_logp, g_ent, ctx.temperature
+    )
+    return grad_h, grad_w, None, None, None, None
+
+
+_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def linear_token_logprobs(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    temperature: float = 1.0,
+    return_entropy: bool = False,
+    *,
+    check_target: bool = True,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``log softmax(hidden @ weight.T / temperature)[target]`` in fp32, never materialising [N, V].
+
+    Args:
+        hidden: [..., D] float32 / bfloat16 / float16 (the last hidden states, before the lm_head).
+        weight: [V, D] the lm_head weight (same dtype as hidden). No bias.
+        target: [...] int32 / int64 token ids in [0, V).
+        temperature: runtime scalar > 0.
+        return_entropy: also return the entropy of the softmax per token.
+        check_target: verify targets are in [0, V) (ValueError otherwise; one reduction and a sync on CUDA).
+
+    Returns:
+        logp [...] fp32 (``<= 0``), or ``(logp, entropy)``. Differentiable w.r.t. hidden and weight.
+    """
+    for name, tensor in (("hidden", hidden), ("weight", weight)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+        _dispatch.check_float_tensor(tensor, name)
+    target = _dispatch.normalise_target(target)
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be [V, D] (the lm_head weight), got shape {tuple(weight.shape)}")
+    if hidden.dim() < 1 or hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden [..., D] and weight [V, D] disagree on D: hidden {tuple(hidden.shape)}, "
+            f"weight {tuple(weight.shape)}"
+        )
+    if hidden.dtype != weight.dtype:
+        raise TypeError(f"hidden ({hidden.dtype}) and weight ({weight.dtype}) must share a dtype; cast one")
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"target shape {tuple(target.shape)} must equal hidden.shape[:-1] = {tuple(hidden.shape[:-1])}"
+        )
+    if not (hidden.device == weight.device == target.device):
+        raise ValueError(
+            f"hidden ({hidden.device}), weight ({weight.device}) and target ({target.device}) must share a device"
+        )
+    if weight.shape[0] == 0:
+        raise ValueError("weight has an empty vocabulary dimension (V = 0)")
+    t = _dispatch.check_temperature(temperature)
+    lead = tuple(hidden.shape[:-1])
+    h2 = hidden.reshape(-1, hidden.shape[-1])
+    if h2.shape[-1] > 1 and h2.stride(-1) != 1:
+        h2 = h2.contiguous()
+    w = weight if weight.stride(-1) == 1 or weight.shape[1] <= 1 else weight.contiguous()
+    logp, _lse, ent = torch.ops.microcoder_fast.linear_token_logprobs_fwd(
+        h2, w, target.reshape(-1).contiguous(), t, bool(return_entropy), bool(check_target)
+    )
+    if return_entropy:
+        return logp.view(lead), ent.view(lead)
+    return logp.view(lead)
+
+
+class _CallableModule(types.ModuleType):
+    """Keeps ``ops.linear_token_logprobs(...)`` callable after Python binds the submodule onto the package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return linear_token_logprobs(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

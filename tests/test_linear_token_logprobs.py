@@ -1,0 +1,199 @@
+"""ops.linear_token_logprobs: CPU reference path, Triton kernels under the interpreter (subprocess), CUDA (gpu).
+
+``test_kernel_*`` tests run the Triton path: natively on CUDA, and on CPU inside a child pytest process started
+with ``TRITON_INTERPRET=1`` by ``test_kernels_under_triton_interpreter`` (see tests/test_token_logprobs.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from microcoder_fast import ops
+from microcoder_fast.ops import _dispatch
+from microcoder_fast.ops.linear_token_logprobs import _cuda_backward, linear_token_logprobs
+from microcoder_fast.reference.linear_token_logprobs import (
+    linear_backward_chunked,
+    linear_forward_chunked,
+    linear_token_logprobs_naive,
+)
+
+CHILD_ENV = "MICROCODER_FAST_INTERP_CHILD"
+IN_CHILD = os.environ.get(CHILD_ENV) == "1"
+KERNEL_DEVICES = [pytest.param("interp", id="interp")] if IN_CHILD else [
+    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)
+]
+cpu_only = pytest.mark.skipif(IN_CHILD, reason="CPU-path tests run in the parent process")
+
+
+def make(N: int, D: int, V: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(N, D, generator=g).to(dtype)
+    w = (torch.randn(V, D, generator=g) * (2.0 / D**0.5)).to(dtype)
+    t = torch.randint(0, V, (N,), generator=g)
+    return h, w, t
+
+
+def reference(h, w, t, T, g_logp, g_ent):
+    """fp64 forward values and gradients of sum(g_logp * logp + g_ent * ent)."""
+    hr = h.detach().double().requires_grad_()
+    wr = w.detach().double().requires_grad_()
+    logp, ent = linear_token_logprobs_naive(hr, wr, t, T, True)
+    loss = (logp * g_logp.double()).sum()
+    if g_ent is not None:
+        loss = loss + (ent * g_ent.double()).sum()
+    loss.backward()
+    return logp.detach(), ent.detach(), hr.grad, wr.grad
+
+
+def grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> bool:
+    """fp32: 1e-5 relative to the largest entry. bf16/fp16: two ulps of the largest entry -- d(logits) is held
+    in the input dtype before the two GEMMs, as in the materialised bf16 computation."""
+    scale = want.abs().max().item()
+    tol = 1e-5 if dtype == torch.float32 else (2.0**-6 if dtype == torch.bfloat16 else 2.0**-9)
+    return (got.double() - want).abs().max().item() <= tol * scale + 1e-7
+
+
+@pytest.fixture(params=KERNEL_DEVICES)
+def kdev(request: pytest.FixtureRequest):
+    if request.param == "interp":
+        with _dispatch.triton_interpreter():
+            yield torch.device("cpu")
+    else:
+        yield torch.device("cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("entropy", [False, True])
+def test_kernel_forward_backward_matches_reference(kdev, dtype, entropy):
+    N, D, V, T = 37, 48, 300, 1.2  # none a multiple of the interpreter tiles (16, 32, 32)
+    h, w, t = make(N, D, V, dtype)
+    g_logp = torch.randn(N, generator=torch.Generator().manual_seed(1))
+    g_ent = torch.randn(N, generator=torch.Generator().manual_seed(2)) if entropy else None
+    hh = h.to(kdev).requires_grad_()
+    ww = w.to(kdev).requires_grad_()
+    out = linear_token_logprobs(hh, ww, t.to(kdev), T, return_entropy=entropy)
+    logp, ent = out if entropy else (out, None)
+    ref_logp, ref_ent, ref_gh, ref_gw = reference(h, w, t, T, g_logp, g_ent)
+    assert logp.dtype == torch.float32 and (logp <= 0).all()
+    assert (logp.cpu().double() - ref_logp).abs().max() < 1e-5
+    loss = (logp * g_logp.to(kdev)).sum()
+    if entropy:
+        assert (ent.cpu().double() - ref_ent).abs().max() < 1e-4
+        loss = loss + (ent * g_ent.to(kdev)).sum()
+    loss.backward()
+    assert hh.grad.dtype == dtype and ww.grad.dtype == dtype
+    assert grad_close(hh.grad.cpu(), ref_gh, dtype) and grad_close(ww.grad.cpu(), ref_gw, dtype)
+
+
+def test_kernel_backward_chunking_and_batch_invariance(kdev):
+    N, D, V, T = 40, 32, 200, 0.8
+    h, w, t = make(N, D, V, torch.float32, seed=3)
+    h, w, t = h.to(kdev), w.to(kdev), t.to(kdev)
+    logp, ent = linear_token_logprobs(h, w, t, T, return_entropy=True)
+    # the Triton backward driver with tiny chunks equals the default chunking
+    from microcoder_fast.ops import linear_token_logprobs as mod
+
+    _, lse, ent2 = torch.ops.microcoder_fast.linear_token_logprobs_fwd(h, w, t, T, True, True)
+    g = torch.randn(N, generator=torch.Generator().manual_seed(4)).to(kdev)
+    big = mod._cuda_backward(h, w, t, lse, ent2, g, g, T)
+    small = _cuda_backward(h, w, t, lse, ent2, g, g, T, chunk_tokens=16, chunk_vocab=64)
+    assert torch.allclose(big[0], small[0], atol=1e-6) and torch.allclose(big[1], small[1], atol=1e-6)
+    _, _, ref_gh, ref_gw = reference(h.cpu(), w.cpu(), t.cpu(), T, g.cpu(), g.cpu())
+    assert grad_close(small[0].cpu(), ref_gh, torch.float32) and grad_close(small[1].cpu(), ref_gw, torch.float32)
+    # a token's result does not depend on the rest of the batch (or its position in a tile)
+    for r in (0, 17, 39):
+        alone = linear_token_logprobs(h[r : r + 1], w, t[r : r + 1], T)
+        assert torch.equal(alone, logp[r : r + 1])
+
+
+def test_kernel_leading_dims_empty_and_errors(kdev):
+    h, w, t = make(12, 32, 70, torch.bfloat16, seed=5)
+    h3, t3 = h.view(3, 4, 32).to(kdev), t.view(3, 4).to(kdev).int()
+    got = linear_token_logprobs(h3, w.to(kdev), t3, 1.1)
+    assert got.shape == (3, 4)
+    want = linear_token_logprobs_naive(h, w, t, 1.1)
+    assert (got.cpu().double().reshape(-1) - want).abs().max() < 1e-5
+    empty_h = torch.zeros(0, 32, device=kdev, dtype=torch.bfloat16, requires_grad=True)
+    ww = w.to(kdev).requires_grad_()
+    out = linear_token_logprobs(empty_h, ww, torch.zeros(0, dtype=torch.long, device=kdev))
+    out.sum().backward()
+    assert out.shape == (0,) and empty_h.grad.shape == (0, 32) and (ww.grad == 0).all()
+    with pytest.raises(ValueError, match=r"outside the vocabulary \[0, 70\)"):
+        linear_token_logprobs(h.to(kdev), w.to(kdev), torch.full((12,), 70, device=kdev))
+
+
+@pytest.mark.skipif(IN_CHILD, reason="already inside the interpreter child")
+@pytest.mark.slow
+def test_kernels_under_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", **{CHILD_ENV: "1"})
+    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-k", "test_kernel_", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    tail = (proc.stdout + proc.stderr)[-6000:]
+    assert proc.returncode == 0, tail
+    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+
+
+@cpu_only
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("T", [1.0, 1.2])
+def test_cpu_chunked_matches_naive(dtype, T):
+    N, D, V = 50, 24, 333
+    h, w, t = make(N, D, V, dtype, seed=6)
+    g = torch.randn(N, generator=torch.Generator().manual_seed(7))
+    logp, lse, ent = linear_forward_chunked(h, w, t, T, True, chunk_tokens=16, chunk_vocab=64)
+    ref_logp, ref_ent, ref_gh, ref_gw = reference(h, w, t, T, g, g)
+    assert (logp.double() - ref_logp).abs().max() < 1e-5 and (ent.double() - ref_ent).abs().max() < 1e-4
+    gh, gw = linear_backward_chunked(h, w, t, lse, ent, g, g, T, chunk_tokens=16, chunk_vocab=64)
+    assert gh.dtype == dtype and gw.dtype == dtype
+    tol = {torch.float32: 0.0, torch.bfloat16: 2.0**-8, torch.float16: 2.0**-11}[dtype]
+    # the CPU path keeps d(logits) in fp32: within output rounding of the reference entry by entry, plus
+    # fp32 accumulation noise
+    for got, want in ((gh, ref_gh), (gw, ref_gw)):
+        assert ((got.double() - want).abs() <= want.abs() * tol + 1e-5 * want.abs().max()).all()
+
+
+@cpu_only
+def test_cpu_op_autograd_compile_and_big_vocab():
+    h, w, t = make(6, 16, 131072 + 77, torch.float32, seed=8)
+    hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+    logp, ent = ops.linear_token_logprobs(hh, ww, t, 1.2, return_entropy=True)
+    ref_logp, ref_ent, ref_gh, ref_gw = reference(h, w, t, 1.2, torch.ones(6), None)
+    assert (logp.double() - ref_logp).abs().max() < 1e-5 and (ent.double() - ref_ent).abs().max() < 1e-4
+    logp.sum().backward()
+    assert grad_close(hh.grad, ref_gh, torch.float32) and grad_close(ww.grad, ref_gw, torch.float32)
+
+    h, w, t = make(10, 16, 90, torch.float32, seed=9)
+
+    def f(a, b, c):
+        lp, en = linear_token_logprobs(a, b, c, 0.9, return_entropy=True)
+        return lp.sum() + 0.5 * en.sum()
+
+    a1, b1 = h.clone().requires_grad_(), w.clone().requires_grad_()
+    a2, b2 = h.clone().requires_grad_(), w.clone().requires_grad_()
+    out_c = torch.compile(f, fullgraph=True, backend="aot_eager")(a1, b1, t)
+    out_e = f(a2, b2, t)
+    out_c.backward()
+    out_e.backward()
+    assert torch.allclose(out_c, out_e) and torch.allclose(a1.grad, a2.grad) and torch.allclose(b1.grad, b2.grad)
+
+
+@cpu_only
+def test_errors_name_the_cause():
+    h, w, t = make(4, 8, 20, torch.float32)
+    with pytest.raises(ValueError, match="disagree on D"):
+        linear_token_logprobs(h, w[:, :7], t)
+    with pytest.raises(ValueError, match=r"weight must be \[V, D\]"):
+        linear_token_logprobs(h, w[None], t)
+    with pytest.raises(TypeError, match="share a dtype"):
+        linear_token_logprobs(h, w.bfloat16(), t)
+    with pytest.raises(ValueError, match="target shape"):
+        linear_token_logprobs(h, w, t[:3])
+    with pytest.raises(ValueError, match=r"\[-1, "):
+        linear_token_logprobs(h, w, torch.tensor([0, 1, -1, 2]))
+    with pytest.raises(ValueError, match="temperature"):
+        linear_token_logprobs(h, w, t, temperature=-1.0)
