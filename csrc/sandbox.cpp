@@ -162,26 +162,22 @@ struct ChildLimits {
 }  // namespace
 
 // Called in the generation child right after fork (zygote side). Lays out the descriptors
-// (0=/dev/null, 1=stdout pipe, 2=stderr pipe, 3=control socket, 4/5 = saved copies of 1/2), closes
-// everything else, starts a new session, asks to die with the zygote, becomes a subreaper for its own
-// descendants, enters the work directory, applies rlimits, drops to uid/gid (if uid >= 0), sets
-// no_new_privs and non-dumpable, and installs the seccomp filter (if asked). Returns a dict saying which
-// optional layers took effect.
-py::dict enter_child(int ctl_fd, int out_fd, int err_fd, int expected_parent, const std::string& workdir,
-                     int uid, int gid, long long as_bytes, long long cpu_s, long long fsize, long long nproc,
-                     long long nofile, long long stack, bool seccomp) {
+// (0/1/2 = /dev/null until the first test, 3 = control socket), closes everything else, starts a new
+// session, asks to die with the zygote, becomes a subreaper for its own descendants, enters the work
+// directory, applies rlimits, drops to uid/gid (if uid >= 0), sets no_new_privs and non-dumpable, and
+// installs the seccomp filter (if asked). Returns a dict saying which optional layers took effect.
+py::dict enter_child(int ctl_fd, int expected_parent, const std::string& workdir, int uid, int gid,
+                     long long as_bytes, long long cpu_s, long long fsize, long long nproc, long long nofile,
+                     long long stack, bool seccomp) {
     py::dict applied;
-    int hi_ctl = fcntl(ctl_fd, F_DUPFD, 100);
-    int hi_out = fcntl(out_fd, F_DUPFD, 100);
-    int hi_err = fcntl(err_fd, F_DUPFD, 100);
-    if (hi_ctl < 0 || hi_out < 0 || hi_err < 0) raise_errno("dup of generation descriptors");
-    int devnull = open("/dev/null", O_RDONLY);
+    int hi_ctl = fcntl(ctl_fd, F_DUPFD_CLOEXEC, 100);
+    if (hi_ctl < 0) raise_errno("dup of the control socket");
+    int devnull = open("/dev/null", O_RDWR);
     if (devnull < 0) raise_errno("open /dev/null");
-    if (dup2(devnull, 0) < 0 || dup2(hi_out, 1) < 0 || dup2(hi_err, 2) < 0 || dup2(hi_ctl, 3) < 0 ||
-        dup2(hi_out, 4) < 0 || dup2(hi_err, 5) < 0)
+    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(hi_ctl, 3) < 0)
         raise_errno("dup2 of generation descriptors");
-    close_from(6);
-    for (int fd = 3; fd <= 5; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    close_from(4);
+    fcntl(3, F_SETFD, FD_CLOEXEC);
 
     setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -249,8 +245,7 @@ void init_sandbox(py::module_& m) {
     sb.def("set_pdeathsig", [](int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0; });
     sb.def("set_child_subreaper", []() { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0; });
     sb.def("set_dumpable", [](bool on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) == 0; });
-    sb.def("enter_child", &enter_child, py::arg("ctl_fd"), py::arg("out_fd"), py::arg("err_fd"),
-           py::arg("expected_parent"), py::arg("workdir"), py::arg("uid"), py::arg("gid"), py::arg("as_bytes"),
+    sb.def("enter_child", &enter_child, py::arg("ctl_fd"), py::arg("expected_parent"), py::arg("workdir"), py::arg("uid"), py::arg("gid"), py::arg("as_bytes"),
            py::arg("cpu_s"), py::arg("fsize"), py::arg("nproc"), py::arg("nofile"), py::arg("stack"),
            py::arg("seccomp"));
     sb.def(

@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -147,6 +148,12 @@ void set_nonblock(int fd) {
 }  // namespace
 
 // One zygote and the generation it is running. Not thread-safe: one Python thread drives one Worker.
+//
+// Per test the supervisor creates three memfds (stdin holding the input, stdout, stderr), hands them to
+// the child with the TEST frame and keeps its own references: after the child reports the test, or dies
+// during it, the supervisor reads the output itself. Each test has its own files, so tests can be sent
+// ahead (pipelined) without their outputs mixing. The output cap is enforced twice: RLIMIT_FSIZE in the
+// child (SIGXFSZ) and the size check here.
 class Worker {
 public:
     Worker(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
@@ -200,8 +207,8 @@ public:
 
     int pid() const { return zpid_; }
 
-    // Wait for one frame from the zygote (startup handshake). Returns (type, payload) or None on timeout;
-    // raises if the zygote died.
+    // Wait for one frame from the zygote outside a generation (startup handshake, benchmark answer).
+    // Returns (type, payload) or None on timeout; raises if the zygote died.
     py::object recv_zygote(double timeout_s) {
         uint32_t type = 0;
         std::string payload;
@@ -215,60 +222,39 @@ public:
         return py::make_tuple(type, py::bytes(payload));
     }
 
-    // Start a generation: fresh control socketpair and stdout/stderr pipes handed to the zygote.
+    // Start a generation: a fresh control socketpair, one end handed to the zygote with the RUN frame.
     bool start(const std::string& payload) {
         py::gil_scoped_release nogil;
-        end_generation_fds();
-        int sv[2], po[2], pe[2];
+        end_generation();
+        int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw os_error("socketpair", errno);
-        if (::pipe2(po, O_CLOEXEC) != 0) {
-            int e = errno;
-            ::close(sv[0]);
-            ::close(sv[1]);
-            throw os_error("pipe2", e);
-        }
-        if (::pipe2(pe, O_CLOEXEC) != 0) {
-            int e = errno;
-            ::close(sv[0]);
-            ::close(sv[1]);
-            ::close(po[0]);
-            ::close(po[1]);
-            throw os_error("pipe2", e);
-        }
-#ifdef F_SETPIPE_SZ
-        fcntl(po[0], F_SETPIPE_SZ, 1 << 20);  // fewer wake-ups for large outputs; ignore failure
-#endif
         ctl_ = sv[0];
-        out_ = po[0];
-        err_ = pe[0];
         set_nonblock(ctl_);
-        set_nonblock(out_);
-        set_nonblock(err_);
         cbuf_.clear();
-        reset_test_buffers();
         ctl_eof_ = false;
-        bool ok = send_frame(zsock_, kRun, payload, {sv[1], po[1], pe[1]});
+        bool ok = send_frame(zsock_, kRun, payload, {sv[1]});
         ::close(sv[1]);
-        ::close(po[1]);
-        ::close(pe[1]);
         return ok;
     }
 
-    // Send one test: the input becomes the child's fd 0 (a sealed-size memfd, seekable like a file).
-    bool send_test(const std::string& header, const std::string& input) {
+    // Send one test: fd 0 = a memfd holding the input (seekable like a redirected file), fd 1/2 = fresh
+    // memfds the supervisor reads back with take_output(index).
+    bool send_test(int index, const std::string& header, const std::string& input) {
         py::gil_scoped_release nogil;
         if (ctl_ < 0 || ctl_eof_) return false;
-        reset_test_buffers();
-        int fd = static_cast<int>(::syscall(SYS_memfd_create, "stdin", 1u /* MFD_CLOEXEC */));
-        if (fd < 0) throw os_error("memfd_create", errno);
-        if (!write_all(fd, input.data(), input.size())) {
+        int in = make_memfd("stdin");
+        if (!write_all(in, input.data(), input.size())) {
             int e = errno;
-            ::close(fd);
+            ::close(in);
             throw os_error("writing test input to memfd", e);
         }
-        ::lseek(fd, 0, SEEK_SET);
-        bool ok = send_frame(ctl_, kTest, header, {fd});
-        ::close(fd);
+        ::lseek(in, 0, SEEK_SET);
+        int out = make_memfd("stdout");
+        int err = make_memfd("stderr");
+        bool ok = send_frame(ctl_, kTest, header, {in, out, err});
+        ::close(in);
+        drop_output(index);
+        outputs_.push_back({index, out, err});
         return ok;
     }
 
@@ -289,23 +275,54 @@ public:
     }
 
     // Wait for the next event of the running generation, at most timeout_s seconds:
-    //   ("ctl", type, payload, stdout, stderr_tail)  a frame from the child (stdout drained up to it)
-    //   ("exit", type, payload, stdout, stderr_tail) the zygote reaped the child (pipes drained to EOF)
-    //   ("ole", 0, b"", stdout, stderr_tail)         stdout (or a frame) passed out_cap bytes
-    //   ("timeout", 0, b"", stdout, stderr_tail)
-    //   ("zygote_dead", 0, b"", stdout, stderr_tail)
-    py::tuple wait_event(double timeout_s, uint64_t out_cap, uint64_t tail_cap) {
+    //   ("ctl", type, payload)       a frame from the child
+    //   ("exit", type, payload)      the zygote reaped the child and everything it started
+    //   ("zygote", type, payload)    another zygote frame (an error report)
+    //   ("timeout", 0, b"")
+    //   ("ole", 0, b"")              the child sent a frame larger than the output cap allows
+    //   ("zygote_dead", 0, b"")
+    py::tuple wait_event(double timeout_s, uint64_t max_frame) {
         std::string kind;
         uint32_t type = 0;
         std::string payload;
         {
             py::gil_scoped_release nogil;
-            kind = wait_nogil(timeout_s, out_cap, tail_cap, type, payload);
+            kind = wait_nogil(timeout_s, max_frame, type, payload);
         }
-        py::bytes out(out_data_);
-        py::bytes tail(err_tail_);
-        reset_test_buffers();
-        return py::make_tuple(kind, type, py::bytes(payload), out, tail, out_total_snapshot_);
+        return py::make_tuple(kind, type, py::bytes(payload));
+    }
+
+    // Read back test `index`'s stdout (None if it passed out_cap bytes) and the last tail_cap bytes of its
+    // stderr, then release both files. Returns (stdout | None, stdout_size, stderr_tail).
+    py::tuple take_output(int index, uint64_t out_cap, uint64_t tail_cap) {
+        std::string out, tail;
+        long long size = -1;
+        bool over = false;
+        {
+            py::gil_scoped_release nogil;
+            for (size_t i = 0; i < outputs_.size(); ++i) {
+                if (outputs_[i].index != index) continue;
+                Out o = outputs_[i];
+                outputs_.erase(outputs_.begin() + static_cast<long>(i));
+                struct stat st;
+                if (fstat(o.out, &st) == 0) size = st.st_size;
+                if (size > static_cast<long long>(out_cap)) {
+                    over = true;
+                } else if (size > 0) {
+                    out = pread_all(o.out, 0, static_cast<size_t>(size));
+                }
+                if (fstat(o.err, &st) == 0 && st.st_size > 0) {
+                    uint64_t esz = static_cast<uint64_t>(st.st_size);
+                    uint64_t off = esz > tail_cap ? esz - tail_cap : 0;
+                    tail = pread_all(o.err, static_cast<off_t>(off), static_cast<size_t>(esz - off));
+                }
+                ::close(o.out);
+                ::close(o.err);
+                break;
+            }
+        }
+        py::object o = over ? py::object(py::none()) : py::object(py::bytes(out));
+        return py::make_tuple(o, size, py::bytes(tail));
     }
 
     bool zygote_alive() {
@@ -321,7 +338,7 @@ public:
 
     // Close the zygote's socket (it exits on EOF), wait up to grace_s, then SIGKILL, and reap it.
     void close_all(double grace_s) {
-        end_generation_fds();
+        end_generation();
         close_fd(zsock_);
         if (zpid_ > 0) {
             py::gil_scoped_release* rel = nullptr;
@@ -337,7 +354,7 @@ public:
                     }
                     break;
                 }
-                struct timespec ts = {0, 2000000};
+                struct timespec ts = {0, 1000000};
                 nanosleep(&ts, nullptr);
             }
             zpid_ = -1;
@@ -345,19 +362,52 @@ public:
         }
     }
 
-private:
-    void reset_test_buffers() {
-        out_data_.clear();
-        err_tail_.clear();
-        out_total_snapshot_ = out_total_;
-        out_total_ = 0;
+    // Release the per-generation resources (control socket, unread outputs).
+    void end_generation() {
+        close_fd(ctl_);
+        ctl_eof_ = true;
+        for (auto& o : outputs_) {
+            ::close(o.out);
+            ::close(o.err);
+        }
+        outputs_.clear();
     }
 
-    void end_generation_fds() {
-        close_fd(ctl_);
-        close_fd(out_);
-        close_fd(err_);
-        ctl_eof_ = true;
+private:
+    struct Out {
+        int index;
+        int out;
+        int err;
+    };
+
+    static int make_memfd(const char* name) {
+        int fd = static_cast<int>(::syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */));
+        if (fd < 0) throw os_error("memfd_create", errno);
+        return fd;
+    }
+
+    static std::string pread_all(int fd, off_t off, size_t n) {
+        std::string s(n, '\0');
+        size_t got = 0;
+        while (got < n) {
+            ssize_t k = ::pread(fd, &s[got], n - got, off + static_cast<off_t>(got));
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) break;
+            got += static_cast<size_t>(k);
+        }
+        s.resize(got);
+        return s;
+    }
+
+    void drop_output(int index) {
+        for (size_t i = 0; i < outputs_.size(); ++i) {
+            if (outputs_[i].index == index) {
+                ::close(outputs_[i].out);
+                ::close(outputs_[i].err);
+                outputs_.erase(outputs_.begin() + static_cast<long>(i));
+                return;
+            }
+        }
     }
 
     int recv_zygote_nogil(double timeout_s, uint32_t& type, std::string& payload) {
@@ -379,109 +429,35 @@ private:
         }
     }
 
-    void take_out(const char* p, size_t n, uint64_t out_cap) {
-        out_total_ += n;
-        if (out_data_.size() < out_cap + 1) {
-            size_t room = static_cast<size_t>(out_cap + 1 - out_data_.size());
-            out_data_.append(p, n < room ? n : room);
-        }
-    }
-
-    void take_err(const char* p, size_t n, uint64_t tail_cap) {
-        err_tail_.append(p, n);
-        if (err_tail_.size() > 2 * tail_cap + 65536) err_tail_.erase(0, err_tail_.size() - tail_cap);
-    }
-
-    void trim_tail(uint64_t tail_cap) {
-        if (err_tail_.size() > tail_cap) err_tail_.erase(0, err_tail_.size() - tail_cap);
-    }
-
-    // Drain both pipes: until EAGAIN (non-blocking) or until EOF with a deadline.
-    void drain(bool to_eof, double deadline, uint64_t out_cap, uint64_t tail_cap) {
-        static thread_local char tmp[1 << 16];
-        for (;;) {
-            bool any_open = false;
-            bool progressed = false;
-            for (int* fdp : {&out_, &err_}) {
-                if (*fdp < 0) continue;
-                for (;;) {
-                    ssize_t k = read_some(*fdp, tmp, sizeof(tmp));
-                    if (k > 0) {
-                        progressed = true;
-                        if (fdp == &out_)
-                            take_out(tmp, static_cast<size_t>(k), out_cap);
-                        else
-                            take_err(tmp, static_cast<size_t>(k), tail_cap);
-                        continue;
-                    }
-                    if (k == 0) close_fd(*fdp);
-                    break;
-                }
-                if (*fdp >= 0) any_open = true;
-            }
-            if (!to_eof || !any_open) break;
-            if (progressed) continue;
-            double rem = deadline - now_s();
-            if (rem <= 0) break;
-            struct pollfd pf[2];
-            int n = 0;
-            if (out_ >= 0) pf[n++] = {out_, POLLIN, 0};
-            if (err_ >= 0) pf[n++] = {err_, POLLIN, 0};
-            ::poll(pf, n, static_cast<int>(rem * 1000) + 1);
-        }
-        trim_tail(tail_cap);
-    }
-
-    std::string wait_nogil(double timeout_s, uint64_t out_cap, uint64_t tail_cap, uint32_t& type,
-                           std::string& payload) {
+    std::string wait_nogil(double timeout_s, uint64_t max_frame, uint32_t& type, std::string& payload) {
         double deadline = now_s() + timeout_s;
         static thread_local char tmp[1 << 16];
-        const uint64_t max_frame = out_cap + (1u << 20);
         for (;;) {
             bool too_big = false;
-            if (ctl_ >= 0 && pop_frame(cbuf_, type, payload, max_frame, too_big)) {
-                drain(false, 0, out_cap, tail_cap);
-                return "ctl";
-            }
+            if (ctl_ >= 0 && pop_frame(cbuf_, type, payload, max_frame, too_big)) return "ctl";
             if (too_big) {
-                drain(false, 0, out_cap, tail_cap);
+                cbuf_.clear();
+                ctl_eof_ = true;
                 return "ole";
             }
             if (pop_frame(zbuf_, type, payload, 1ull << 32, too_big)) {
                 if (type == kExit) {
-                    // Child and its descendants are gone: everything they wrote is in the pipes.
-                    drain(true, now_s() + 2.0, out_cap, tail_cap);
-                    end_generation_fds();
+                    close_fd(ctl_);
+                    ctl_eof_ = true;
                     return "exit";
                 }
                 return "zygote";
             }
             if (too_big) return "zygote_dead";
-            if (out_total_ > out_cap) {
-                trim_tail(tail_cap);
-                return "ole";
-            }
             double rem = deadline - now_s();
-            if (rem <= 0) {
-                drain(false, 0, out_cap, tail_cap);
-                return "timeout";
-            }
-            struct pollfd pf[4];
+            if (rem <= 0) return "timeout";
+            struct pollfd pf[2];
             int n = 0;
-            int izs = -1, ictl = -1, iout = -1, ierr = -1;
-            izs = n;
             pf[n++] = {zsock_, POLLIN, 0};
+            int ictl = -1;
             if (ctl_ >= 0 && !ctl_eof_) {
                 ictl = n;
                 pf[n++] = {ctl_, POLLIN, 0};
-            }
-            if (out_ >= 0) {
-                iout = n;
-                pf[n++] = {out_, POLLIN, 0};
-            }
-            if (err_ >= 0) {
-                ierr = n;
-                pf[n++] = {err_, POLLIN, 0};
             }
             int ms = static_cast<int>(rem * 1000.0) + 1;
             int pr = ::poll(pf, static_cast<nfds_t>(n), ms);
@@ -490,44 +466,24 @@ private:
                 throw os_error("poll", errno);
             }
             if (pr == 0) continue;
-            if (iout >= 0 && pf[iout].revents) {
-                for (int i = 0; i < 16; ++i) {
-                    ssize_t k = read_some(out_, tmp, sizeof(tmp));
-                    if (k > 0) {
-                        take_out(tmp, static_cast<size_t>(k), out_cap);
-                        if (out_total_ > out_cap) break;
-                        continue;
-                    }
-                    if (k == 0) close_fd(out_);
-                    break;
-                }
-            }
-            if (ierr >= 0 && pf[ierr].revents) {
-                for (int i = 0; i < 16; ++i) {
-                    ssize_t k = read_some(err_, tmp, sizeof(tmp));
-                    if (k > 0) {
-                        take_err(tmp, static_cast<size_t>(k), tail_cap);
-                        continue;
-                    }
-                    if (k == 0) close_fd(err_);
-                    break;
-                }
-            }
             if (ictl >= 0 && pf[ictl].revents) {
-                ssize_t k = read_some(ctl_, tmp, sizeof(tmp));
-                if (k > 0)
-                    cbuf_.append(tmp, static_cast<size_t>(k));
-                else if (k == 0)
-                    ctl_eof_ = true;
+                for (;;) {
+                    ssize_t k = read_some(ctl_, tmp, sizeof(tmp));
+                    if (k > 0) {
+                        cbuf_.append(tmp, static_cast<size_t>(k));
+                        if (cbuf_.size() > max_frame + sizeof(FrameHeader)) break;
+                        continue;
+                    }
+                    if (k == 0) ctl_eof_ = true;
+                    break;
+                }
             }
-            if (pf[izs].revents) {
+            if (pf[0].revents) {
                 ssize_t k = read_some(zsock_, tmp, sizeof(tmp));
                 if (k > 0)
                     zbuf_.append(tmp, static_cast<size_t>(k));
-                else if (k == 0) {
-                    drain(false, 0, out_cap, tail_cap);
+                else if (k == 0)
                     return "zygote_dead";
-                }
             }
         }
     }
@@ -535,13 +491,10 @@ private:
     pid_t zpid_ = -1;
     int zsock_ = -1;
     std::string zbuf_;
-    int ctl_ = -1, out_ = -1, err_ = -1;
+    int ctl_ = -1;
     bool ctl_eof_ = true;
     std::string cbuf_;
-    std::string out_data_;
-    std::string err_tail_;
-    uint64_t out_total_ = 0;
-    uint64_t out_total_snapshot_ = 0;
+    std::vector<Out> outputs_;
 };
 
 void init_supervisor(py::module_& m) {
@@ -554,14 +507,16 @@ void init_supervisor(py::module_& m) {
         .def("recv_zygote", &Worker::recv_zygote, py::arg("timeout_s"))
         .def("start", [](Worker& w, py::bytes payload) { return w.start(std::string(payload)); })
         .def("send_test",
-             [](Worker& w, py::bytes header, py::bytes input) {
-                 return w.send_test(std::string(header), std::string(input));
+             [](Worker& w, int index, py::bytes header, py::bytes input) {
+                 return w.send_test(index, std::string(header), std::string(input));
              })
         .def("send_end", &Worker::send_end)
         .def("send_zygote",
              [](Worker& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })
         .def("kill_generation", &Worker::kill_generation)
-        .def("wait_event", &Worker::wait_event, py::arg("timeout_s"), py::arg("out_cap"), py::arg("tail_cap"))
+        .def("wait_event", &Worker::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
+        .def("take_output", &Worker::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
+        .def("end_generation", &Worker::end_generation)
         .def("zygote_alive", &Worker::zygote_alive)
         .def("close", &Worker::close_all, py::arg("grace_s") = 1.0);
 }

@@ -1,7 +1,7 @@
 """The harness that runs inside a forked generation child (already sandboxed by ``_C.sandbox.enter_child``).
 
-Descriptors: 0 = the current test's input (a memfd, re-pointed per test), 1 = stdout pipe, 2 = stderr pipe,
-3 = control socket to the supervisor, 4/5 = saved copies of 1/2 (restored before every test).
+Descriptors: 3 = control socket to the supervisor; per test, 0/1/2 are re-pointed at the three memfds that
+came with the TEST frame (input, stdout, stderr), which the supervisor reads back itself.
 
 The program is compiled once; every test then runs from that code object with fresh globals (stdin mode:
 a fresh ``__main__`` module; call mode: a fresh module seeded with the LeetCode-style prelude and a fresh
@@ -129,15 +129,15 @@ class Harness:
                 for fd in fds:
                     os.close(fd)
                 return
-            if ftype != T_TEST or len(fds) != 1:
+            if ftype != T_TEST or len(fds) != 3:
                 return
-            index = json.loads(payload)["index"]
-            self.run_test(index, fds[0])
+            head = json.loads(payload)
+            self.run_test(head["index"], fds)
+            if head.get("last"):
+                return
 
     # ---------------------------------------------------------------------------------------------------
     def _reset_process_state(self) -> None:
-        os.dup2(4, 1)
-        os.dup2(5, 2)
         bd = builtins.__dict__
         if bd.keys() != self.builtins_snapshot.keys() or any(
             bd[k] is not v for k, v in self.builtins_snapshot.items()
@@ -228,17 +228,17 @@ class Harness:
                 return True
         try:
             os.fstat(3)
-            os.fstat(4)
-            os.fstat(5)
         except OSError:
             return True
         return False
 
     # ---------------------------------------------------------------------------------------------------
-    def run_test(self, index: int, in_fd: int) -> None:
-        if in_fd != 0:
-            os.dup2(in_fd, 0)
-            os.close(in_fd)
+    def run_test(self, index: int, fds: list[int]) -> None:
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 3:
+                os.close(fd)
         self._reset_process_state()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -348,8 +348,6 @@ def child_main(
         try:
             sandbox.enter_child(
                 fds[0],
-                fds[1],
-                fds[2],
                 cfg["zygote_pid"],
                 cfg["workdir"],
                 cfg["uid"],

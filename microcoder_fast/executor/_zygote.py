@@ -161,7 +161,8 @@ def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
 def private_tmp_only(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
     """Fallback when pivot_root fails: keep the host tree but give the namespace private writable dirs."""
     sandbox.mount("", "/", "", sandbox.MS_REC | sandbox.MS_PRIVATE, "")
-    for d in ("/tmp", "/dev/shm", "/var/tmp", "/run/lock"):
+    sandbox.mount("tmpfs", "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, f"size={tmp_mb}m,mode=0755")
+    for d in ("/dev/shm", "/var/tmp", "/run/lock"):
         if os.path.isdir(d):
             sandbox.mount("tmpfs", d, "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, f"size={tmp_mb}m,mode=1777")
 
@@ -273,7 +274,9 @@ class Zygote:
         )
         self.layers["seccomp"] = bool(cfg.get("seccomp", True)) and sandbox.seccomp_supported()
         self.tmp_root = "/tmp"
-        self.shared_dirs = ["/dev/shm"] if ns_ok else []
+        self.workdir = os.path.join(self.tmp_root, f"mcf-work-{os.getpid()}-{outer_pid}")
+        self.make_workdir()
+        self.shared_dirs = [d for d in ("/dev/shm", "/var/tmp", "/run/lock") if os.path.isdir(d)] if ns_ok else []
         self.env = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
@@ -291,10 +294,7 @@ class Zygote:
         gcfg = json.loads(payload[:nl])
         source = payload[nl + 1:]
         self.gen += 1
-        workdir = os.path.join(self.tmp_root, f"g{self.gen}")
-        os.mkdir(workdir, 0o700)
-        if self.uid >= 0:
-            os.chown(workdir, self.uid, self.gid)
+        workdir = self.workdir
         cfg = {
             "fn_name": gcfg.get("fn_name"),
             "zygote_pid": os.getpid(),
@@ -323,7 +323,6 @@ class Zygote:
             os.close(fd)
         status, rusage = self.wait_child(pid)
         self.kill_strays(pid)
-        shutil.rmtree(workdir, ignore_errors=True)
         self.wipe_shared_dirs()
         report = {
             "status": status,
@@ -368,8 +367,18 @@ class Zygote:
                 os.close(pidfd)
 
     def wipe_shared_dirs(self) -> None:
-        """World-writable directories private to this zygote (/dev/shm): emptied after every generation."""
-        for d in self.shared_dirs:
+        """The work directory and the world-writable directories private to this zygote (/dev/shm): emptied
+        after every generation, so nothing one generation wrote is visible to the next."""
+        try:
+            st = os.lstat(self.workdir)
+            owner = self.uid if self.uid >= 0 else os.getuid()
+            if not os.path.isdir(self.workdir) or os.path.islink(self.workdir) or st.st_uid != owner:
+                raise OSError("work directory replaced")
+            os.chmod(self.workdir, 0o700)
+        except OSError:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.make_workdir()
+        for d in [self.workdir, *self.shared_dirs]:
             try:
                 names = os.listdir(d)
             except OSError:
@@ -383,6 +392,12 @@ class Zygote:
                         os.unlink(p)
                 except OSError:
                     pass
+
+    def make_workdir(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        os.mkdir(self.workdir, 0o700)
+        if self.uid >= 0:
+            os.chown(self.workdir, self.uid, self.gid)
 
     def kill_tree(self, pid: int) -> None:
         if self.pid1:
@@ -444,7 +459,7 @@ class Zygote:
                 ftype, payload, fds = recv_frame(self.sock)
             except (EOFError, OSError):
                 return
-            if ftype == T_RUN and len(fds) == 3:
+            if ftype == T_RUN and len(fds) == 1:
                 try:
                     self.run_generation(payload, fds)
                 except SystemExit:
@@ -484,6 +499,7 @@ def main() -> None:
         z.serve()
     except BaseException:
         pass
+    shutil.rmtree(z.workdir, ignore_errors=True)
     os._exit(0)
 
 

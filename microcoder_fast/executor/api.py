@@ -239,6 +239,7 @@ class Executor:
         stderr_tail_bytes: int = 4096,
         isolation: str = "full",
         preimport_numpy: bool = True,
+        pipeline: int = 4,
     ) -> None:
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")
@@ -260,6 +261,9 @@ class Executor:
         self.rel_tol = rel_tol
         self.output_limit = int(output_limit_mb * 1024 * 1024)
         self.stderr_tail_bytes = stderr_tail_bytes
+        if not isinstance(pipeline, int) or pipeline < 1:
+            raise ValueError(f"pipeline must be an int >= 1 (tests handed to a child ahead), got {pipeline!r}")
+        self.pipeline = pipeline
         full = isolation == "full"
         self._zygote_cfg = {
             "namespaces": full,
@@ -488,22 +492,25 @@ class Executor:
             "fn_name": problem.fn_name,
             "memory_bytes": int(self.memory_limit_mb * 1024 * 1024),
             "cpu_s": int(math.ceil(tl * (remaining + 1))) + 1,
-            "fsize": max(self.output_limit, 16 << 20),
+            # one byte over the cap is allowed so the supervisor can tell "at the cap" from "over it"
+            "fsize": self.output_limit + 1,
             "nproc": 64,
             "nofile": 256,
         }
         return json.dumps(cfg).encode()
 
     def _wait(self, slot: _Slot, timeout: float) -> tuple:
-        return slot.w.wait_event(timeout, self.output_limit, self.stderr_tail_bytes)
+        return slot.w.wait_event(max(timeout, 0.0), self.output_limit + (1 << 20))
 
-    def _await_exit(self, slot: _Slot, timeout: float = 10.0) -> tuple:
-        """Wait until the zygote reports the generation reaped. Returns the EXIT event."""
+    def _await_exit(self, slot: _Slot, kill: bool = False, timeout: float = 10.0) -> tuple:
+        """Wait until the zygote reports the generation reaped (killing it first if asked, or if it does
+        not exit within timeout). Returns the EXIT event."""
+        if kill:
+            slot.w.kill_generation()
         deadline = time.monotonic() + timeout
-        killed = False
+        killed = kill
         while True:
-            rem = deadline - time.monotonic()
-            ev = self._wait(slot, max(rem, 0.0))
+            ev = self._wait(slot, deadline - time.monotonic())
             kind = ev[0]
             if kind == "exit":
                 return ev
@@ -511,8 +518,8 @@ class Executor:
                 raise _GenerationLost("the zygote died")
             if kind == "zygote" and ev[1] == Z_ERR:
                 raise _GenerationLost(ev[2].decode(errors="replace"))
-            if kind in ("timeout", "ole") or rem <= 0:
-                if killed and rem <= 0:
+            if kind in ("timeout", "ole") or time.monotonic() >= deadline:
+                if killed and time.monotonic() >= deadline:
                     raise _GenerationLost("the generation did not exit after SIGKILL")
                 if not killed:
                     slot.w.kill_generation()
@@ -532,57 +539,77 @@ class Executor:
         stop: bool,
         results: list[TestResult],
     ) -> tuple[int, bool, str | None]:
-        """Fork one child from the zygote and run tests k.. in it. Returns (next k, finished, CE message)."""
+        """Fork one child from the zygote and run tests k.. in it, up to ``pipeline`` tests handed over
+        ahead of the one running. Returns (next k, finished, CE message)."""
         n = len(problem.tests)
         w = slot.w
         if not w.start(self._gen_payload(problem, n - k, tl) + b"\n" + source):
             raise _GenerationLost("could not hand the generation to the zygote")
-        # compilation (its own budget: at least 10 s so a 10 MB source compiles)
+        sent = k
+        window = self.pipeline
+
+        def fill() -> None:
+            nonlocal sent
+            while sent < n and sent - k < window:
+                head = b'{"index": %d, "last": %s}' % (sent, b"true" if sent == n - 1 else b"false")
+                if not w.send_test(sent, head, problem._inputs[sent]):
+                    return
+                sent += 1
+
+        fill()
+        # compilation has its own budget (at least 10 s, so a 10 MB source compiles)
         t0 = time.perf_counter()
         ev = self._wait(slot, max(tl, 10.0) + 1.0)
-        kind, ftype, payload = ev[0], ev[1], ev[2]
-        if kind == "ctl" and ftype == FRAME_CE:
-            self._finish(slot, alive=True)
-            return n, True, payload.decode("utf-8", "replace")
-        if not (kind == "ctl" and ftype == FRAME_COMPILED):
-            # died, timed out or flooded before compiling: that is test k's outcome
+        if ev[0] == "ctl" and ev[1] == FRAME_CE:
+            self._await_exit(slot)
+            return n, True, ev[2].decode("utf-8", "replace")
+        if not (ev[0] == "ctl" and ev[1] == FRAME_COMPILED):
             tr = self._abnormal(slot, ev, k, time.perf_counter() - t0, call, problem, abs_tol, rel_tol)
             results.append(tr)
-            return k + 1, (stop and tr.verdict != Verdict.AC) or k + 1 >= n, None
+            k += 1
+            failed = tr.verdict != Verdict.AC
+            return (n if failed and stop else k), (failed and stop) or k >= n, None
+        t0 = time.perf_counter()
         while k < n:
-            header = json.dumps({"index": k}).encode()
-            t0 = time.perf_counter()
-            sent = w.send_test(header, problem._inputs[k])
-            ev = self._wait(slot, tl) if sent else self._await_exit(slot)
+            ev = self._wait(slot, tl - (time.perf_counter() - t0))
             wall = time.perf_counter() - t0
-            kind, ftype, payload, out, tail = ev[0], ev[1], ev[2], ev[3], ev[4]
+            kind, ftype, payload = ev
             if kind == "ctl" and ftype == FRAME_RESULT:
                 nl = payload.index(b"\n")
                 head = json.loads(payload[:nl])
-                value = payload[nl + 1:]
-                tr = self._from_harness(k, head, value, out, tail, wall, call, problem, abs_tol, rel_tol)
+                if head.get("index") != k:
+                    raise _GenerationLost(f"result for test {head.get('index')} while test {k} was running")
+                out, size, tail = w.take_output(k, self.output_limit, self.stderr_tail_bytes)
+                tr = self._from_harness(k, head, payload[nl + 1:], out, size, tail, wall, call, problem,
+                                        abs_tol, rel_tol)
                 results.append(tr)
+                t0 = time.perf_counter()
                 k += 1
                 failed = tr.verdict != Verdict.AC
-                if (failed and stop) or k >= n:
-                    self._finish(slot, alive=not head.get("dirty"))
-                    return (n if failed and stop else k), True, None
+                if k >= n:  # the child exits by itself after the last test
+                    self._await_exit(slot)
+                    return k, True, None
+                if failed and stop:
+                    if sent > k:
+                        self._await_exit(slot, kill=True)
+                    else:
+                        w.send_end()
+                        self._await_exit(slot)
+                    return n, True, None
                 if head.get("dirty"):
-                    self._finish(slot, alive=False)
+                    self._await_exit(slot)
                     return k, False, None
+                fill()
                 continue
+            if kind == "ctl":
+                continue  # a frame the protocol does not expect here: ignore it
             tr = self._abnormal(slot, ev, k, wall, call, problem, abs_tol, rel_tol)
             results.append(tr)
             k += 1
             failed = tr.verdict != Verdict.AC
             return (n if failed and stop else k), (failed and stop) or k >= n, None
-        self._finish(slot, alive=True)
+        self._await_exit(slot, kill=True)
         return k, True, None
-
-    def _finish(self, slot: _Slot, alive: bool) -> None:
-        if alive:
-            slot.w.send_end()
-        self._await_exit(slot)
 
     # --- verdicts -------------------------------------------------------------------------------------
     def _compare(self, k: int, out: bytes, value: bytes, call: bool, problem: Problem, abs_tol: float,
@@ -598,14 +625,16 @@ class Executor:
             return Verdict.IE, f"test {k}: expected output could not be used ({e})"
         return (Verdict.AC, "") if why is None else (Verdict.WA, why)
 
-    def _from_harness(self, k: int, head: dict, value: bytes, out: bytes, tail: bytes, wall: float, call: bool,
-                      problem: Problem, abs_tol: float, rel_tol: float) -> TestResult:
+    def _from_harness(self, k: int, head: dict, value: bytes, out: bytes | None, size: int, tail: bytes,
+                      wall: float, call: bool, problem: Problem, abs_tol: float, rel_tol: float) -> TestResult:
         status = head.get("status")
         exc = head.get("exc")
         tr = TestResult(k, Verdict.AC, wall, float(head.get("cpu_s", 0.0)), int(head.get("maxrss_kb", 0)),
                         exit_code=status if isinstance(status, int) else None,
                         stderr_tail=tail.decode("utf-8", "replace"))
-        if exc == "MemoryError":
+        if out is None:
+            tr.verdict, tr.message = Verdict.OLE, f"stdout reached {size} bytes (limit {self.output_limit})"
+        elif exc == "MemoryError":
             tr.verdict, tr.message = Verdict.MLE, "MemoryError"
         elif exc == "InputError":
             tr.verdict, tr.message = Verdict.IE, f"test {k}: {head.get('message')}"
@@ -618,32 +647,25 @@ class Executor:
 
     def _abnormal(self, slot: _Slot, ev: tuple, k: int, wall: float, call: bool, problem: Problem,
                   abs_tol: float, rel_tol: float) -> TestResult:
-        """The child did not report test k: it died, timed out or flooded stdout."""
+        """The child did not report test k: it died, timed out or sent an oversized frame."""
         kind = ev[0]
-        out, tail = ev[3], ev[4]
         if kind == "zygote_dead":
             raise _GenerationLost("the zygote died during a test")
         if kind == "zygote" and ev[1] == Z_ERR:
             raise _GenerationLost(ev[2].decode(errors="replace"))
-        verdict = None
+        verdict, msg = None, ""
         if kind == "timeout":
             verdict, msg = Verdict.TLE, f"wall-clock limit of {problem.time_limit_s or self.time_limit_s:g} s exceeded"
         elif kind == "ole":
-            verdict, msg = Verdict.OLE, f"output exceeded {self.output_limit} bytes"
-        if kind != "exit":
-            slot.w.kill_generation()
-            ex = self._await_exit(slot)
-            out2, tail2 = ex[3], ex[4]
-            tail = (tail + tail2)[-self.stderr_tail_bytes:]
-            if kind != "ole":
-                out = out + out2
-            report = json.loads(ex[2] or b"{}")
-        else:
-            report = json.loads(ev[2] or b"{}")
+            verdict, msg = Verdict.OLE, f"the return value exceeded {self.output_limit} bytes"
+        ex = ev if kind == "exit" else self._await_exit(slot, kill=True)
+        out, size, tail_b = slot.w.take_output(k, self.output_limit, self.stderr_tail_bytes)
+        slot.w.end_generation()
+        report = json.loads(ex[2] or b"{}")
         st = int(report.get("status", 0))
         cpu = float(report.get("utime", 0.0)) + float(report.get("stime", 0.0))
         rss = int(report.get("maxrss_kb", 0))
-        tr = TestResult(k, Verdict.RE, wall, cpu, rss, stderr_tail=tail.decode("utf-8", "replace"))
+        tr = TestResult(k, Verdict.RE, wall, cpu, rss, stderr_tail=tail_b.decode("utf-8", "replace"))
         if os.WIFEXITED(st):
             tr.exit_code = os.WEXITSTATUS(st)
         elif os.WIFSIGNALED(st):
@@ -651,9 +673,13 @@ class Executor:
         if verdict is not None:
             tr.verdict, tr.message = verdict, msg
             return tr
+        sig = tr.signal or 0
+        if out is None or sig == signal.SIGXFSZ:
+            tr.verdict, tr.message = Verdict.OLE, f"output passed the limit of {self.output_limit} bytes"
+            return tr
         if tr.exit_code is not None:
-            if tr.exit_code in (112, 114):
-                tr.verdict, tr.message = Verdict.IE, f"sandbox setup failed in the child (status {tr.exit_code})"
+            if tr.exit_code in (112, 113, 114):
+                tr.verdict, tr.message = Verdict.IE, f"the judge's child harness failed (status {tr.exit_code})"
             elif tr.exit_code == 0 and not call:
                 tr.verdict, tr.message = self._compare(k, out, b"", call, problem, abs_tol, rel_tol)
             elif tr.exit_code == 0:
@@ -663,17 +689,15 @@ class Executor:
             else:
                 tr.message = f"exit status {tr.exit_code}"
             return tr
-        sig = tr.signal or 0
         limit_kb = self.memory_limit_mb * 1024
         if sig == signal.SIGXCPU:
             tr.verdict, tr.message = Verdict.TLE, "CPU time limit exceeded"
-        elif sig == signal.SIGXFSZ:
-            tr.verdict, tr.message = Verdict.OLE, "file size limit exceeded"
         elif "MemoryError" in tr.stderr_tail or (sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS,
                                                           signal.SIGKILL) and rss >= 0.8 * limit_kb):
             tr.verdict, tr.message = Verdict.MLE, f"killed by signal {sig} near the memory limit"
         else:
-            tr.message = f"killed by signal {sig} ({signal.Signals(sig).name if sig in signal.valid_signals() else sig})"
+            name = signal.Signals(sig).name if sig in set(signal.Signals) else str(sig)
+            tr.message = f"killed by signal {sig} ({name})"
         return tr
 
 
