@@ -247,3 +247,17 @@ def test_installed_command_with_progress_bar(tmp_path):
     assert "judging" in r.stderr and "2/2" in r.stderr  # tqdm progress bar on stderr
     assert "all" in r.stdout and "100.00" in r.stdout
     assert [row["verdicts"]["default"] for row in _rows(out)] == ["AC", "AC"]
+
+
+def test_internal_errors_are_retried_on_resume(tmp_path, capsys):
+    from microcoder_fast.cli.eval import _content_hash
+
+    problems, samples, out = _files(tmp_path, samples=[{"question_id": "add", "completion": ADD_OK}])
+    line = samples.read_text().splitlines()[0]
+    fake_ie = {"key": f"1#{_content_hash(line)}", "line": 1, "index": None, "problem_id": "add", "status": "judged",
+               "verdicts": {"default": "IE"}, "passed": False, "platform": "atcoder", "difficulty": "easy"}
+    out.write_text(json.dumps(fake_ie) + "\n")
+    assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0
+    rows = _rows(out)
+    assert [r["verdicts"]["default"] for r in rows] == ["IE", "AC"]  # appended; the last row per sample counts
+    assert "AC=1" in capsys.readouterr().out

@@ -333,15 +333,19 @@ def print_summary(summary: dict[str, Any], modes: list[str], ks: list[int], file
             w(f"{name:<24}{g.get('problems', 0):>9}" + "".join(f"{_fmt(g.get(f'pass@{k}')):>10}" for k in ks))
 
         line("all", s["overall"])
-        for name, g in s["by_platform"].items():
-            line(f"platform={name}", g)
-        for name, g in s["by_difficulty"].items():
-            line(f"difficulty={name}", g)
+        for label, key in (("platform", "by_platform"), ("difficulty", "by_difficulty")):
+            if list(s[key]) == ["None"]:
+                continue  # no problem has this field: no breakdown to show
+            for name, g in s[key].items():
+                line(f"{label}={name}", g)
         for k in ks:
             used = s["overall"].get(f"pass@{k}_problems")
             if used is not None and used < s["overall"].get("problems", 0):
                 w(f"note: pass@{k} uses the {used} problems with at least {k} samples")
         w("verdicts: " + ", ".join(f"{v}={c}" for v, c in s["verdicts"].items()))
+        if s["verdicts"].get("IE"):
+            w(f"note: {s['verdicts']['IE']} internal judge error(s) (IE) count as failures here; they are "
+              "not the program's fault and a rerun of the same command judges them again")
     if summary["errors"]:
         w()
         w(f"errors ({len(summary['errors'])}; counted as failures, never passes):")
@@ -353,7 +357,8 @@ def print_summary(summary: dict[str, Any], modes: list[str], ks: list[int], file
     if len(modes) > 1:
         w()
         d = summary["disagreements"]
-        w(f"samples whose verdicts differ between {' and '.join(modes)}: {len(d)}")
+        among = " and ".join(modes) if len(modes) == 2 else ", ".join(modes)
+        w(f"samples whose verdicts differ {'between' if len(modes) == 2 else 'among'} {among}: {len(d)}")
         for r in d[:50]:
             where = f"line {r['line']}" + (f"[{r['index']}]" if r.get("index") is not None else "")
             w(f"  {where} {r['problem_id']}: " + "  ".join(f"{m}={r['verdicts'][m]}" for m in modes))
@@ -371,6 +376,8 @@ def run(args: argparse.Namespace) -> int:
         """Judged before in every requested mode, against a problem set that still agrees on its id."""
         if row is None or not all(m in row.get("verdicts", {}) for m in args.modes):
             return False
+        if any(row["verdicts"][m] == "IE" for m in args.modes):
+            return False  # a judge failure is retried, never kept as the sample's verdict
         pid = row.get("problem_id")
         if pid is None:
             return True
