@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judges", default="both", choices=["both", "ours", "lcb"])
     ap.add_argument("--trivial-tests", type=int, default=2000, help="tests in the trivial per-test measurement")
     ap.add_argument("--out", default=None, help="write the markdown table here (e.g. bench/results/<machine>.md)")
+    ap.add_argument("--append", action="store_true", help="append to --out instead of overwriting it")
     args = ap.parse_args(argv)
     if args.workers < 1 or args.time_limit < 1:
         ap.error("--workers and --time-limit must be >= 1")
@@ -455,8 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        with open(args.out, "a" if args.append else "w") as fh:
+            fh.write(("\n---\n\n" if args.append else "") + text)
     if args.judges == "lcb":
         print("\n(LiveCodeBench half only; its verdicts: " + _counts(rows, "lcb") + ")")
         for r in rows:
