@@ -441,7 +441,7 @@ values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(values)
 def test_encode_decode_round_trip_keeps_types(v):
     text = encode_value(v)
@@ -590,3 +590,41 @@ def test_bench_mutants_are_rejected_by_humaneval_check():
     assert subprocess.run([sys.executable, "-I", "-c", check], capture_output=True, timeout=60).returncode != 0
     canonical = task["prompt"] + task["canonical_solution"] + "\n\n" + task["test"] + "\ncheck(has_close_elements)\n"
     assert subprocess.run([sys.executable, "-I", "-c", canonical], capture_output=True, timeout=60).returncode == 0
+
+
+# ------------------------------------------------------------------------ properties of default stdin mode
+
+_tok = st.one_of(st.integers(-10**30, 10**30).map(str), st.floats(-1e6, 1e6).map(lambda x: f"{x:.4f}"),
+                 st.text(alphabet="abcXYZ-_+.", min_size=1, max_size=5))
+_grid = st.lists(st.lists(_tok, min_size=1, max_size=4), min_size=1, max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_grid, st.sampled_from(["\n", "\r\n"]), st.sampled_from(["", " ", "\t ", "\n", "\n\n", " \r\n"]))
+def test_default_reformatting_keeps_the_verdict(grid, eol, tail):
+    expected = "\n".join(" ".join(line) for line in grid) + "\n"
+    actual = eol.join("  ".join(line) + " " for line in grid) + tail  # wider spacing inside lines too
+    same_spacing = eol.join(" ".join(line) + " " for line in grid) + tail
+    for mode in MODES:
+        assert compare_stdout(expected.encode(), expected, mode)
+        assert compare_stdout(same_spacing.encode(), expected, mode), (mode, same_spacing)
+    for mode in ("default", "microcoder"):  # lcb: a line with a non-number token must match exactly
+        assert compare_stdout(actual.encode(), expected, mode), (mode, actual)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_grid, st.data())
+def test_default_changing_one_integer_is_caught(grid, data):
+    ints = [(i, j) for i, line in enumerate(grid) for j, t in enumerate(line) if t.lstrip("-").isdigit()]
+    if not ints:
+        return
+    i, j = data.draw(st.sampled_from(ints))
+    delta = data.draw(st.sampled_from([1, -1, 10**20]))
+    wrong = [list(line) for line in grid]
+    wrong[i][j] = str(int(wrong[i][j]) + delta)
+    expected = "\n".join(" ".join(line) for line in grid)
+    actual = "\n".join(" ".join(line) for line in wrong)
+    assert not compare_stdout(actual.encode(), expected)
+    assert not compare_stdout(actual.encode(), expected, "lcb")
+    why = explain_stdout(actual.encode(), expected)
+    assert why == f"line {i + 1}, token {j + 1}: expected {grid[i][j]!r}, got {wrong[i][j]!r}"

@@ -162,7 +162,7 @@ def stdin_pair(draw):
     return output, expected
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stdin_pair())
 def test_stdin_generated_pairs_agree(pair):
     output, expected = pair
@@ -225,7 +225,7 @@ def call_pair(draw):
     return value, expected
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(call_pair())
 def test_call_generated_pairs_agree(pair):
     value, expected = pair
