@@ -15,7 +15,8 @@ Per sample, one row goes to ``--out``; re-running with the same ``--out`` skips 
 (matched by line number and content, so an edited samples file is re-judged where it changed) and survives
 a truncated last line. A bad row (invalid JSON, unknown problem id, no completion) is reported with its line
 number and counted as an error; it never passes and never stops the run. Exit status: 0 after a run
-(whatever the verdicts), 2 for usage errors (bad flags, unreadable problem file), 130 when interrupted.
+(whatever the verdicts), 2 for usage errors (bad flags, unreadable problem file), 1 when the judge cannot
+start on this host, 130 when interrupted (rerun to resume).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ _CHUNK = 256  # samples per judged batch; rows are appended to --out after each 
 
 class UsageError(Exception):
     """A mistake in how the command was called (flags, files); exits with status 2."""
+
+
+class JudgeUnavailable(Exception):
+    """The sandboxed executor could not start on this host; exits with status 1 (nothing was scored)."""
 
 
 @dataclass
@@ -419,8 +424,6 @@ def run(args: argparse.Namespace) -> int:
             fh.write(json.dumps(row) + "\n")
         fh.flush()
         if jobs:
-            from microcoder_fast.executor import Executor
-
             problems_exec: dict[str, Any] = {}
             for _, p, _, _ in jobs:
                 if p.id not in problems_exec:
@@ -429,14 +432,20 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=len(jobs) * len(args.modes), unit="judgement", desc="judging", file=sys.stderr)
+                bar = tqdm(total=len(jobs) * len(args.modes), unit="judgement", desc="judging", file=sys.stderr,
+                           mininterval=0.1 if sys.stderr.isatty() else 5.0)
             try:
                 with contextlib.ExitStack() as stack:
-                    executors = {
-                        m: stack.enter_context(Executor(workers=args.workers, time_limit_s=args.time_limit,
-                                                        memory_limit_mb=args.memory_limit, compare=m))
-                        for m in args.modes
-                    }
+                    try:
+                        from microcoder_fast.executor import Executor
+
+                        executors = {
+                            m: stack.enter_context(Executor(workers=args.workers, time_limit_s=args.time_limit,
+                                                            memory_limit_mb=args.memory_limit, compare=m))
+                            for m in args.modes
+                        }
+                    except (OSError, RuntimeError, ImportError) as e:
+                        raise JudgeUnavailable(str(e)) from e
                     for start in range(0, len(jobs), _CHUNK):
                         chunk = jobs[start:start + _CHUNK]
                         results = _judge(executors, chunk, problems_exec, args, bar)
@@ -474,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"microcoder-eval: error: {e}", file=sys.stderr)
         return 2
+    except JudgeUnavailable as e:
+        print(f"microcoder-eval: error: the judge could not start ({e}); run `microcoder-info` to see what "
+              "this install can do. Rows judged so far are kept; rerun to resume.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
