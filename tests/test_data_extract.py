@@ -15,7 +15,8 @@ def test_single_python_block_with_prose():
     assert ex.ok
 
 
-@pytest.mark.parametrize("tag", ["python", "py", "Python3", "", "python title=sol.py", "{.python}"])
+@pytest.mark.parametrize("tag", ["python", "py", "Python3", "", "python title=sol.py", "{.python}", "python:sol.py",
+                                 " python"])
 def test_python_fence_tags(tag):
     ex = extract_code(f"x\n{F}{tag}\nx = 1\n{F}\n")
     assert ex.status == "ok" and ex.code == "x = 1\n"
@@ -29,6 +30,11 @@ def test_last_block_wins_over_earlier_ones():
 def test_non_python_fences_are_skipped():
     text = f"{F}python\nprint('real')\n{F}\nExample input:\n{F}text\n1 2\n{F}\nand json:\n{F}json\n{{\"a\": 1}}\n{F}\n"
     assert extract_code(text).code == "print('real')\n"
+
+
+@pytest.mark.parametrize("tag", ["pythonic", "cpp", "c++", "bash", "text", "pycon"])
+def test_other_tags_are_not_python(tag):
+    assert extract_code(f"{F}{tag}\nx = 1\n{F}\n").status == "no_code"
 
 
 def test_only_non_python_fences_is_no_code():

@@ -28,6 +28,7 @@ import textwrap
 from typing import Literal
 
 _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
+_TAG = re.compile(r"\{?\.?([A-Za-z0-9_+#-]*)")
 _PY_TAGS = {"", "python", "python3", "py", "py3", "python2"}
 
 
@@ -67,8 +68,7 @@ def _blocks(text: str) -> list[_Block]:
             continue
         fence = m.group("fence")
         info = m.group("info").strip()
-        tag = info.split()[0].lower() if info else ""
-        tag = tag.lstrip("{.").rstrip("}")
+        tag = _TAG.match(info).group(1).lower()  # "python", "py", "python:sol.py", "{.python}", ...
         close = re.compile(r"^[ \t]*" + re.escape(fence[0]) + "{" + str(len(fence)) + r",}[ \t]*$")
         body: list[str] = []
         j = i + 1
