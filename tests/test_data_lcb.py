@@ -215,3 +215,14 @@ def test_same_tests_as_the_livecodebench_package(tmp_path):
         assert [t.input for t in tests] == sample["inputs"]
         assert [t.output for t in tests] == sample["outputs"]
         assert ours.fn_name == sample["fn_name"]
+
+
+def test_json_list_file_is_detected_and_loaded(tmp_path):
+    from microcoder_fast.data import load_problems
+
+    p = tmp_path / "lcb.json"
+    p.write_text(json.dumps([_row("a", "2025-02-01"), _row("b", "2024-01-01", "leetcode", functional=True)]))
+    assert [x.id for x in load_problems(p)] == ["a", "b"]
+    assert [x.id for x in load_problems(p, release="v6")] == ["a"]
+    with pytest.raises(FileNotFoundError, match="no such problem file"):
+        load_problems(tmp_path / "missing.jsonl")

@@ -257,12 +257,22 @@ def filter_by_pass_rate(
     return kept
 
 
-def _detect_format(path: Path) -> str:
+def _first_rows(path: Path) -> Iterable[Any]:
+    if path.suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        yield from (data[:1] if isinstance(data, list) else [data])
+        return
     for _, line in iter_jsonl(path):
         try:
-            row = json.loads(line)
+            yield json.loads(line)
         except json.JSONDecodeError:
             continue
+
+
+def _detect_format(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"no such problem file: {path}")
+    for row in _first_rows(path):
         if isinstance(row, dict):
             if "question_content" in row or "public_test_cases" in row:
                 return "lcb"
