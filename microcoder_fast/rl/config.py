@@ -1,0 +1,360 @@
+"""Typed, validated trainer configuration.
+
+Resolution order (later wins): the dataclass defaults below (the paper's algorithm: 64 prompts × 8
+responses, 4096-token responses, T = 1.2, ε 0.2 / 0.28, no KL, token-mean, conditional truncation masking
+with ρ = 0.1 and a 128-token repetition window) < the *preset* < the YAML file given with ``--config`` <
+``key=value`` overrides on the command line.
+
+Presets only change sizes, never the algorithm. ``preset=embedded`` (the default when no ``--config`` file
+is given) scales the run down to the embedded tiny problem set and a tiny model so that ``microcoder-train``
+with no arguments finishes in minutes on a 2-core CPU. ``preset=none`` (the default when a ``--config``
+file is given) applies nothing. The fully resolved config is written to ``RUN_DIR/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration error; the message names the key and the fix."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    # --- run -------------------------------------------------------------------------------------------
+    name: str = "microcoder-grpo"
+    preset: str = "none"  # "embedded" | "none"; see the module docstring
+    run_dir: str = ""  # "" -> runs/<name>-<UTC timestamp>
+    seed: int = 0
+    resume: str = "none"  # "none" | "auto" (latest checkpoint in run_dir, or in the latest runs/<name>-*) | a path
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    # --- model -----------------------------------------------------------------------------------------
+    model: str = "tiny"  # "tiny" (built locally, no download) or an HF model directory / hub name
+    dtype: str = "float32"  # "float32" | "bfloat16"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    gradient_checkpointing: bool = False
+    tiny_hidden_size: int = 128
+    tiny_num_layers: int = 4
+    tiny_num_heads: int = 4
+    tiny_num_kv_heads: int = 2
+    tiny_intermediate_size: int = 384
+    tiny_vocab_size: int = 512  # byte-level BPE trained locally on the train prompts and reference programs
+    # --- data ------------------------------------------------------------------------------------------
+    train_data: str = "embedded"  # "embedded" | path to MicroCoder JSONL | "lcb:PATH[:RELEASE]"
+    eval_data: str = "embedded"  # "embedded" (its held-out split) | path | "lcb:PATH[:RELEASE]" (e.g. lcb:x.jsonl:v6)
+    max_tests_per_problem: int = 16
+    eval_max_problems: int = 0  # 0 = all
+    # --- judge -----------------------------------------------------------------------------------------
+    compare: str = "default"  # "default" | "lcb" | "microcoder"
+    judge_workers: int = 2
+    judge_time_limit_s: float = 6.0
+    judge_memory_limit_mb: int = 2048
+    # --- rollouts --------------------------------------------------------------------------------------
+    engine: str = "auto"  # "auto" (vLLM when importable, else HF) | "vllm" | "hf"
+    train_batch_size: int = 64  # prompts per rollout round
+    group_size: int = 8  # responses per prompt
+    max_prompt_length: int = 2048
+    max_response_length: int = 4096
+    eval_max_response_length: int = 8192
+    temperature: float = 1.2
+    temperature_schedule: str = ""  # staged jumps, e.g. "0.6,1.2@140" (0.6 until step 140, then 1.2); "" = constant
+    min_stage_steps: int = 10  # stages shorter than this are a ramp in disguise and refused
+    eval_temperature: float = 0.6
+    eval_samples: int = 4  # samples per held-out problem for pass@1
+    eval_every: int = 10  # steps; 0 = only before and after training
+    eval_before: bool = True
+    hf_generation_chunk: int = 64  # HF engine: sequences per generate() call (judging overlaps the next chunk)
+    vllm_gpu_memory_utilization: float = 0.5
+    vllm_tensor_parallel_size: int = 1
+    vllm_kv_cache_space_gb: int = 1  # CPU only (VLLM_CPU_KVCACHE_SPACE)
+    vllm_enable_prefix_caching: bool = True
+    # --- optimisation ----------------------------------------------------------------------------------
+    total_steps: int = 200  # RL steps (rollout rounds)
+    ppo_mini_batch_size: int = 32  # prompts per optimiser update (train_batch_size / this = updates per round)
+    ppo_micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
+    ppo_epochs: int = 1
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"  # "constant" | "cosine"
+    grad_clip: float = 1.0
+    # --- loss ------------------------------------------------------------------------------------------
+    eps_low: float = 0.2
+    eps_high: float = 0.28
+    kl_coef: float = 0.0  # > 0 loads a frozen reference model
+    loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm
+    dual_clip: float = 0.0  # 0 = off; else the dual-clip constant c (> 1) for negative advantages
+    fused_loss: str = "auto"  # "auto" (fused log-prob+loss op on CUDA) | "on" | "off"
+    # --- advantages ------------------------------------------------------------------------------------
+    adv_std: str = "unbiased"  # "unbiased" | "population" | "none" (Dr. GRPO: no division by the std)
+    adv_eps: float = 1e-6
+    # --- conditional truncation masking ---------------------------------------------------------------
+    truncation_masking: str = "conditional"  # "conditional" | "none" | "all" (mask every truncated response)
+    mask_predicate: str = "not_failed"  # "not_failed" (passed or no gradable code) | "correct_only"
+    mask_rho: float = 0.1
+    repetition_window: int = 128
+    # --- diversity and temperature probe ---------------------------------------------------------------
+    diversity_metric: str = "pairwise_ngram"  # "pairwise_ngram" | "distinct_ngram"
+    diversity_max_n: int = 4
+    probe_temperatures: str = "0.6,0.8,1.0,1.2,1.4,1.6,1.8"
+    probe_prompts: int = 16
+    probe_div_low: float = 0.6
+    probe_div_high: float = 0.85
+    probe_min_code_rate: float = 0.5
+    # --- supervised warm-up (a separate stage, off unless sft_steps > 0) --------------------------------
+    sft_steps: int = 0
+    sft_batch_size: int = 16
+    sft_lr: float = 3e-3
+    # --- logging and checkpoints -----------------------------------------------------------------------
+    save_every: int = 50  # steps; 0 = only at the end
+    keep_checkpoints: int = 2
+    log_completions: int = 4  # completions per step written to completions.jsonl
+    tensorboard: bool = False
+    progress: bool = True
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "none": {},
+    # A CPU laptop: the embedded problem set, the tiny model, short responses, a handful of minutes.
+    "embedded": {
+        "name": "embedded",
+        "model": "tiny",
+        "train_data": "embedded",
+        "eval_data": "embedded",
+        "train_batch_size": 16,
+        "group_size": 8,
+        "max_prompt_length": 256,
+        "max_response_length": 48,
+        "eval_max_response_length": 64,
+        "repetition_window": 8,
+        "ppo_mini_batch_size": 8,
+        "ppo_micro_batch_size": 64,
+        "total_steps": 30,
+        "lr": 2e-4,
+        "weight_decay": 0.0,
+        "eval_every": 10,
+        "eval_samples": 4,
+        "eval_temperature": 1.0,
+        "sft_steps": 150,
+        "sft_batch_size": 16,
+        "sft_lr": 3e-3,
+        "save_every": 0,
+        "judge_workers": 2,
+        "judge_time_limit_s": 4.0,
+        "probe_prompts": 8,
+    },
+}
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "preset": tuple(PRESETS),
+    "dtype": ("float32", "bfloat16"),
+    "device": ("auto", "cpu", "cuda"),
+    "compare": ("default", "lcb", "microcoder"),
+    "engine": ("auto", "vllm", "hf"),
+    "lr_schedule": ("constant", "cosine"),
+    "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
+    "fused_loss": ("auto", "on", "off"),
+    "adv_std": ("unbiased", "population", "none"),
+    "truncation_masking": ("conditional", "none", "all"),
+    "mask_predicate": ("not_failed", "correct_only"),
+    "diversity_metric": ("pairwise_ngram", "distinct_ngram"),
+}
+
+
+def _field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(TrainConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
+
+
+def _unknown_key_error(key: str, where: str) -> ConfigError:
+    names = list(_field_types())
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `microcoder-train --help-config`"
+    return ConfigError(f"unknown config key {key!r} ({where}){hint}")
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    typ = _field_types()[key]
+    if isinstance(typ, types.UnionType):  # not used today; keep the door open
+        typ = typing.get_args(typ)[0]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            return False
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"config key {key!r} ({where}) must be true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and _is_int(value))):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"config key {key!r} ({where}) must be an integer, got {value!r}")
+        return int(value)
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} ({where}) must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} ({where}) must be a number, got {value!r}") from None
+    if typ is str:
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return str(value)
+    raise AssertionError(f"unhandled config type {typ} for {key}")
+
+
+def _is_int(s: str) -> bool:
+    try:
+        int(s)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``["a=1", "b=x"]`` → ``{"a": "1", "b": "x"}``; a malformed item is a clear error."""
+    out: dict[str, str] = {}
+    for item in items:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(f"bad override {item!r}: write key=value (e.g. temperature=1.2)")
+        k, v = item.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def load_config(config_file: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Resolve defaults < preset < ``config_file`` < ``overrides`` into a validated `TrainConfig`."""
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(loaded).__name__}")
+        file_values = dict(loaded)
+    overrides = dict(overrides or {})
+    known = _field_types()
+    for source, values in ((f"in {config_file}", file_values), ("on the command line", overrides)):
+        for k in values:
+            if k not in known:
+                raise _unknown_key_error(k, source)
+    preset_name = overrides.get("preset", file_values.get("preset", "embedded" if config_file is None else "none"))
+    preset_name = str(preset_name)
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    values: dict[str, Any] = {}
+    values.update(PRESETS[preset_name])
+    values.update(file_values)
+    values.update(overrides)
+    values["preset"] = preset_name
+    cfg = TrainConfig(**{k: _coerce(k, v, "resolved") for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Raise `ConfigError` naming the key and the fix for any inconsistent setting."""
+    for key, choices in _CHOICES.items():
+        v = getattr(cfg, key)
+        if v not in choices:
+            raise ConfigError(f"config key {key!r} = {v!r} is not one of {list(choices)}")
+    positive = ["train_batch_size", "group_size", "max_prompt_length", "max_response_length",
+                "eval_max_response_length", "ppo_mini_batch_size", "ppo_micro_batch_size", "ppo_epochs",
+                "judge_workers", "max_tests_per_problem", "eval_samples", "repetition_window",
+                "diversity_max_n", "probe_prompts", "hf_generation_chunk", "sft_batch_size",
+                "vllm_tensor_parallel_size", "tiny_hidden_size", "tiny_num_layers", "tiny_num_heads",
+                "tiny_num_kv_heads", "tiny_intermediate_size"]
+    if cfg.tiny_vocab_size < 300:
+        raise ConfigError(f"tiny_vocab_size must be >= 300 (256 bytes + specials + merges), got {cfg.tiny_vocab_size}")
+    for key in positive:
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
+    for key in ["total_steps", "sft_steps", "eval_every", "save_every", "warmup_steps", "threads",
+                "eval_max_problems", "log_completions", "keep_checkpoints", "min_stage_steps"]:
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.train_batch_size % cfg.ppo_mini_batch_size:
+        raise ConfigError(
+            f"train_batch_size {cfg.train_batch_size} is not divisible by ppo_mini_batch_size "
+            f"{cfg.ppo_mini_batch_size}: each rollout round must split into whole mini-batches "
+            f"(try ppo_mini_batch_size={_divisor_hint(cfg.train_batch_size, cfg.ppo_mini_batch_size)})"
+        )
+    seqs = cfg.ppo_mini_batch_size * cfg.group_size
+    if seqs % cfg.ppo_micro_batch_size and cfg.ppo_micro_batch_size < seqs:
+        raise ConfigError(
+            f"ppo_mini_batch_size × group_size = {seqs} sequences is not divisible by ppo_micro_batch_size "
+            f"{cfg.ppo_micro_batch_size}: pick a micro-batch that divides {seqs} "
+            f"(e.g. {_divisor_hint(seqs, cfg.ppo_micro_batch_size)})"
+        )
+    if not 0.0 <= cfg.eps_low < 1.0 or cfg.eps_high < 0.0:
+        raise ConfigError(f"eps_low must be in [0, 1) and eps_high >= 0, got {cfg.eps_low}, {cfg.eps_high}")
+    if cfg.kl_coef < 0:
+        raise ConfigError(f"kl_coef must be >= 0, got {cfg.kl_coef}")
+    if cfg.dual_clip and cfg.dual_clip <= 1.0:
+        raise ConfigError(f"dual_clip must be 0 (off) or > 1, got {cfg.dual_clip}")
+    if not 0.0 <= cfg.mask_rho <= 1.0:
+        raise ConfigError(f"mask_rho is a probability; it must be in [0, 1], got {cfg.mask_rho}")
+    for key in ("temperature", "eval_temperature"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"{key} must be > 0 (log-probs use logits / T), got {getattr(cfg, key)}")
+    if cfg.lr <= 0 or cfg.sft_lr <= 0:
+        raise ConfigError(f"lr and sft_lr must be > 0, got {cfg.lr}, {cfg.sft_lr}")
+    if cfg.adv_eps < 0:
+        raise ConfigError(f"adv_eps must be >= 0, got {cfg.adv_eps}")
+    if not 0 < cfg.vllm_gpu_memory_utilization <= 1:
+        raise ConfigError(f"vllm_gpu_memory_utilization must be in (0, 1], got {cfg.vllm_gpu_memory_utilization}")
+    from microcoder_fast.rl.temperature import TemperatureSchedule, parse_grid
+
+    try:
+        TemperatureSchedule.parse(cfg.temperature_schedule, cfg.temperature, cfg.min_stage_steps)
+        parse_grid(cfg.probe_temperatures)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.probe_div_low > cfg.probe_div_high:
+        raise ConfigError(f"probe_div_low {cfg.probe_div_low} must be <= probe_div_high {cfg.probe_div_high}")
+
+
+def _divisor_hint(n: int, near: int) -> int:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - near), d))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def describe_keys() -> str:
+    """One line per key: name, type, default (for ``--help-config``)."""
+    lines = []
+    for f in dataclasses.fields(TrainConfig):
+        t = _field_types()[f.name].__name__
+        choices = f" one of {list(_CHOICES[f.name])}" if f.name in _CHOICES else ""
+        lines.append(f"  {f.name} ({t}) = {f.default!r}{choices}")
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Binary reward from the sandboxed executor, with pass / fail / no-code kept apart.
+
+``RewardJudge.submit(text, problem)`` extracts the program from a completion (``data.extract_code``); a
+completion with no code gets outcome ``no_code`` and reward 0 without touching the judge; otherwise the
+program goes to ``Executor.submit`` at once and a future is returned, so judging runs in the executor's
+worker processes while the rollout engine keeps generating. Reward is 1 iff every (capped) test passes.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from microcoder_fast.data import extract_code
+from microcoder_fast.data.problem import CodeProblem
+
+
+@dataclass
+class Outcome:
+    outcome: str  # "pass" | "fail" | "no_code"
+    reward: float
+    verdict: str  # the executor's verdict ("AC", "WA", ...), or "NO_CODE"
+
+
+class _Done:
+    """A resolved future for outcomes decided without the judge."""
+
+    def __init__(self, value: Outcome) -> None:
+        self._value = value
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        return self._value
+
+
+class _Pending:
+    def __init__(self, fut: Future) -> None:
+        self._fut = fut
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        r = self._fut.result(timeout)
+        verdict = str(getattr(r.verdict, "value", r.verdict))
+        reward = float(r.reward)
+        return Outcome("pass" if reward > 0 else "fail", reward, verdict)
+
+
+def _make_executor(workers: int, time_limit_s: float, memory_limit_mb: int, compare: str) -> tuple[Any, bool]:
+    try:
+        from microcoder_fast.executor import Executor
+    except ImportError:  # TEMPORARY FALLBACK — remove when the executor (issue 3) lands
+        from microcoder_fast.rl._fallback_judge import FallbackExecutor
+
+        return FallbackExecutor(workers=workers, time_limit_s=time_limit_s), True
+    ex = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb, compare=compare)
+    if hasattr(ex, "__enter__"):
+        ex = ex.__enter__()
+    return ex, False
+
+
+class RewardJudge:
+    """Extract → judge → `Outcome`, asynchronously (see the module docstring)."""
+
+    def __init__(self, workers: int = 2, time_limit_s: float = 6.0, memory_limit_mb: int = 2048,
+                 compare: str = "default", max_tests: int | None = 16) -> None:
+        self.executor, self._fallback = _make_executor(workers, time_limit_s, memory_limit_mb, compare)
+        self.max_tests = max_tests
+        self._problems: dict[str, Any] = {}
+
+    def _problem(self, p: CodeProblem) -> Any:
+        got = self._problems.get(p.id)
+        if got is None:
+            if self._fallback:
+                from types import SimpleNamespace
+
+                got = SimpleNamespace(tests=p.tests(self.max_tests), fn_name=p.fn_name)
+            else:
+                got = p.to_problem(max_tests=self.max_tests)
+            self._problems[p.id] = got
+        return got
+
+    def submit(self, text: str, problem: CodeProblem) -> _Done | _Pending:
+        ex = extract_code(text)
+        if ex.code is None:
+            return _Done(Outcome("no_code", 0.0, "NO_CODE"))
+        return _Pending(self.executor.submit(ex.code, self._problem(problem)))
+
+    def close(self) -> None:
+        ex = self.executor
+        if hasattr(ex, "__exit__"):
+            ex.__exit__(None, None, None)
+        elif hasattr(ex, "close"):
+            ex.close()
