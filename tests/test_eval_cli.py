@@ -136,6 +136,14 @@ def test_resume_skips_judged_rows_and_survives_a_truncated_line(tmp_path, capsys
     assert main(args) == 0
     new = _rows(out)[len(rows):]
     assert [r["line"] for r in new] == [2] and new[0]["verdicts"]["default"] == "AC"
+    # a row inserted at the top shifts every line number: only the new row is judged; a duplicate of an
+    # existing row is a sample of its own
+    n_before = len(_rows(out))
+    samples.write_text("\n".join([json.dumps({"question_id": "lc1", "code": LC_OK}), data[0]] + data) + "\n")
+    assert main(args) == 0
+    new = _rows(out)[n_before:]
+    assert sorted(r["line"] for r in new) == [1, 3]  # line 2 is the first copy, judged before
+    assert {r["problem_id"] for r in new} == {"lc1", "add"}
 
 
 def test_compare_side_by_side_lists_disagreements(tmp_path, capsys):
@@ -254,7 +262,7 @@ def test_internal_errors_are_retried_on_resume(tmp_path, capsys):
 
     problems, samples, out = _files(tmp_path, samples=[{"question_id": "add", "completion": ADD_OK}])
     line = samples.read_text().splitlines()[0]
-    fake_ie = {"key": f"1#{_content_hash(line)}", "line": 1, "index": None, "problem_id": "add", "status": "judged",
+    fake_ie = {"key": f"{_content_hash(line)}.0", "line": 1, "index": None, "problem_id": "add", "status": "judged",
                "verdicts": {"default": "IE"}, "passed": False, "platform": "atcoder", "difficulty": "easy"}
     out.write_text(json.dumps(fake_ie) + "\n")
     assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0

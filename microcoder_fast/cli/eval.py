@@ -12,8 +12,8 @@ instead carry a list: ``completions``/``output_list`` (texts) or ``code_list`` (
 as LiveCodeBench's own generation files do.
 
 Per sample, one row goes to ``--out``; re-running with the same ``--out`` skips the samples already judged
-(matched by line number and content, so an edited samples file is re-judged where it changed) and survives
-a truncated last line. A bad row (invalid JSON, unknown problem id, no completion) is reported with its line
+(matched by content, so rows added to or edited in the samples file are judged and the rest are not; two
+identical rows stay two samples) and survives a truncated last line. A bad row (invalid JSON, unknown problem id, no completion) is reported with its line
 number and counted as an error; it never passes and never stops the run. Exit status: 0 after a run
 (whatever the verdicts), 2 for usage errors (bad flags, unreadable problem file), 1 when the judge cannot
 start on this host, 130 when interrupted (rerun to resume).
@@ -48,7 +48,7 @@ class JudgeUnavailable(Exception):
 
 @dataclass
 class Sample:
-    key: str  # "<line>" or "<line>:<index>" plus a content hash: identifies the sample across runs
+    key: str  # content hash + occurrence (+ ":<index>" in list rows): identifies the sample across runs
     line: int
     index: int | None
     problem_id: str | None
@@ -146,23 +146,26 @@ def _content_hash(text: str) -> str:
 def _read_samples(path: Path) -> Iterator[Sample]:
     if not path.exists():
         raise UsageError(f"no such samples file: {path}")
+    occurrences: Counter[str] = Counter()
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            h = _content_hash(line.rstrip("\n"))
+            content = _content_hash(line.rstrip("\n"))
+            h = f"{content}.{occurrences[content]}"  # identical rows (same completion twice) stay distinct
+            occurrences[content] += 1
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                yield Sample(f"{n}#{h}", n, None, None, None, False, f"invalid JSON ({e.msg} at column {e.colno})")
+                yield Sample(h, n, None, None, None, False, f"invalid JSON ({e.msg} at column {e.colno})")
                 continue
             if not isinstance(row, dict):
-                yield Sample(f"{n}#{h}", n, None, None, None, False, "a sample row must be a JSON object")
+                yield Sample(h, n, None, None, None, False, "a sample row must be a JSON object")
                 continue
             pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
             pid = None if pid is None else str(pid)
             if pid is None:
-                yield Sample(f"{n}#{h}", n, None, None, None, False,
+                yield Sample(h, n, None, None, None, False,
                              f"no problem id (one of {', '.join(_ID_KEYS)})")
                 continue
             many = [(k, row[k]) for k in ("code_list", "completions", "output_list") if isinstance(row.get(k), list)]
@@ -170,16 +173,16 @@ def _read_samples(path: Path) -> Iterator[Sample]:
                 key_name, items = many[0]
                 for i, item in enumerate(items):
                     if not isinstance(item, str):
-                        yield Sample(f"{n}:{i}#{h}", n, i, pid, None, False, f"{key_name}[{i}] is not a string")
+                        yield Sample(f"{h}:{i}", n, i, pid, None, False, f"{key_name}[{i}] is not a string")
                     else:
-                        yield Sample(f"{n}:{i}#{h}", n, i, pid, item, key_name == "code_list")
+                        yield Sample(f"{h}:{i}", n, i, pid, item, key_name == "code_list")
                 continue
             if isinstance(row.get("code"), str):
-                yield Sample(f"{n}#{h}", n, None, pid, row["code"], True)
+                yield Sample(h, n, None, pid, row["code"], True)
             elif isinstance(row.get("completion"), str):
-                yield Sample(f"{n}#{h}", n, None, pid, row["completion"], False)
+                yield Sample(h, n, None, pid, row["completion"], False)
             else:
-                yield Sample(f"{n}#{h}", n, None, pid, None, False,
+                yield Sample(h, n, None, pid, None, False,
                              "no 'completion' or 'code' string (nor code_list/completions/output_list)")
 
 
