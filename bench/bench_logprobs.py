@@ -256,7 +256,7 @@ def cpu_child(provider: str, n: int, vocab: int, dtype: str, mode: str) -> dict:
     logits, target = make_inputs(n, vocab, DTYPES[dtype], "cpu")
     ref = token_logprobs_naive(logits[:64], target[:64], T)
     fn = PROVIDERS[provider]
-    x = logits.requires_grad_() if mode == "fwd+bwd" else logits
+    x = logits.requires_grad_() if mode == "fwd+bwd" else logits  # in-place: the gradient lands in `logits`
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak-RSS watermark to the current RSS
         f.write("5")
     base = _rss_bytes()
@@ -277,7 +277,9 @@ def bench_cpu(args) -> list[dict]:
     for vocab in args.vocab:
         for n in args.tokens:
             for mode in ("fwd", "fwd+bwd"):
-                for provider in ("naive torch", "ours"):
+                for provider in args.providers or ("naive torch", "ours", "ours (in-place grad)"):
+                    if mode == "fwd" and "in-place" in provider:
+                        continue
                     cmd = [sys.executable, os.path.abspath(__file__), "--cpu-child", provider, str(n), str(vocab),
                            args.dtype, mode]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -314,6 +316,7 @@ def main() -> None:
     p.add_argument("--vocab", type=int, nargs="+", default=None)
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--providers", nargs="+", default=None, choices=sorted(PROVIDERS), help="CPU: which to run")
     p.add_argument("--no-entropy", dest="entropy", action="store_false", help="log-prob only (default: + entropy)")
     p.add_argument("--peak-gbs", type=float, default=None, help="card peak bandwidth in GB/s (else from the name)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")

@@ -1,10 +1,12 @@
 # ruff: noqa: ANN201  (@triton.jit functions carry no return annotations)
 """Triton kernels for token log-probs straight from hidden states: log softmax(hidden @ weight.T / T)[target].
 
-Forward (``linear_logprobs_fwd_kernel``): one program per tile of ``BLOCK_N`` tokens (grid axis 0); it walks
+Forward (``linear_logprobs_fwd_kernel``): one program per tile of ``BLOCK_N`` tokens (grid axis 0) and
+vocabulary split (grid axis 1, a handful, so that small token counts still fill the GPU); it walks its part of
 the vocabulary in tiles of ``BLOCK_V``, computes each [BLOCK_N, BLOCK_V] logits tile with ``tl.dot`` over the
 hidden dimension (fp32 accumulation), and folds it into a running row max / sum (and entropy sum) -- the
-[tokens, vocab] logits never exist, not even in a workspace. Output: fp32 log-prob, log-sum-exp, entropy.
+[tokens, vocab] logits never exist, not even in a workspace. The per-split row statistics ([splits, N]) are
+merged in a fixed order. Output: fp32 log-prob, log-sum-exp, entropy.
 
 Backward: ``linear_logprobs_dlogits_kernel`` recomputes one logits tile per program from hidden and weight and
 writes d(loss)/d(logits) for a [chunk_tokens, chunk_vocab] slice into a fixed workspace; the two gradient
@@ -20,9 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .token_logprobs import entropy_finalize, lse_finalize, lse_tile_update_2d, softmax_grad_tile
-
-MAX_GRID_TILES = 2**31 - 1
+from .token_logprobs import lse_tile_update_2d, softmax_grad_tile
 
 
 @triton.jit
@@ -52,12 +52,14 @@ def linear_logprobs_fwd_kernel(
     h_ptr,
     w_ptr,
     target_ptr,
-    logp_ptr,
-    lse_ptr,
-    ent_ptr,
+    m_ptr,
+    s_ptr,
+    t_ptr,
+    zt_ptr,
     N,
     V,
     D,
+    v_per_split,
     stride_hn,
     stride_wv,
     inv_temperature,
@@ -67,7 +69,16 @@ def linear_logprobs_fwd_kernel(
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
+    """Partial row statistics of one token tile (grid axis 0) over one vocabulary split (grid axis 1).
+
+    Writes, per row and split, the running max ``m``, ``s = sum exp(z - m)``, ``t = sum exp(z - m) (z - m)``
+    and the target's scaled logit (0 when the target is outside the split) to [splits, N] buffers; the op
+    layer merges the splits (``merge_splits``) in a fixed order -- no atomics.
+    """
     rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    split = tl.program_id(1)
+    v_start = split.to(tl.int64) * v_per_split
+    v_end = tl.minimum(v_start + v_per_split, V)
     rmask = rows < N
     target = tl.load(target_ptr + rows, mask=rmask, other=0).to(tl.int64)
     m = tl.full((BLOCK_N,), float("-inf"), tl.float32)
@@ -75,22 +86,42 @@ def linear_logprobs_fwd_kernel(
     t = tl.zeros((BLOCK_N,), tl.float32)
     z_t = tl.zeros((BLOCK_N,), tl.float32)
     offs_v = tl.arange(0, BLOCK_V).to(tl.int64)
-    for v0 in range(0, V, BLOCK_V):
+    for v0 in range(v_start, v_end, BLOCK_V):
         cols = v0 + offs_v
-        acc = _logits_tile(h_ptr, w_ptr, rows, cols, N, V, D, stride_hn, stride_wv, BLOCK_N, BLOCK_V, BLOCK_D,
+        acc = _logits_tile(h_ptr, w_ptr, rows, cols, N, v_end, D, stride_hn, stride_wv, BLOCK_N, BLOCK_V, BLOCK_D,
                            DOT_PRECISION)
-        z = tl.where(cols[None, :] < V, acc * inv_temperature, float("-inf"))
+        z = tl.where(cols[None, :] < v_end, acc * inv_temperature, float("-inf"))
         m, s, t = lse_tile_update_2d(m, s, t, z, COMPUTE_ENTROPY)
         z_t += tl.sum(tl.where(cols[None, :] == target[:, None], z, 0.0), axis=1)
-    lse = lse_finalize(m, s)
-    valid = (target >= 0) & (target < V)
-    logp = tl.minimum(z_t - tl.where(lse == float("-inf"), 0.0, lse), 0.0)
-    logp = tl.where(lse == float("-inf"), float("-inf"), logp)
-    logp = tl.where(valid, logp, float("nan"))
-    tl.store(logp_ptr + rows, logp, mask=rmask)
-    tl.store(lse_ptr + rows, lse, mask=rmask)
+    out = split.to(tl.int64) * N + rows
+    tl.store(m_ptr + out, m, mask=rmask)
+    tl.store(s_ptr + out, s, mask=rmask)
+    tl.store(zt_ptr + out, z_t, mask=rmask)
     if COMPUTE_ENTROPY:
-        tl.store(ent_ptr + rows, entropy_finalize(s, t), mask=rmask)
+        tl.store(t_ptr + out, t, mask=rmask)
+
+
+def merge_splits(
+    m: torch.Tensor, s: torch.Tensor, t: torch.Tensor | None, z_t: torch.Tensor, target: torch.Tensor, V: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Combine [splits, N] partial statistics into fp32 (logp [N], lse [N], entropy [N] or None)."""
+    M = m.amax(dim=0)
+    M_safe = torch.where(M == float("-inf"), torch.zeros_like(M), M)
+    scale = torch.exp(m - M_safe)  # 0 for empty splits (m = -inf)
+    s_tot = (s * scale).sum(0)
+    lse = torch.where(s_tot > 0, M_safe + torch.log(s_tot.clamp_min(torch.finfo(torch.float32).tiny)),
+                      torch.full_like(M, float("-inf")))
+    zt = z_t.sum(0)
+    logp = torch.minimum(zt - torch.where(lse == float("-inf"), torch.zeros_like(lse), lse), torch.zeros_like(zt))
+    valid = (target >= 0) & (target < V)
+    logp = torch.where(valid, logp, torch.full_like(logp, float("nan")))
+    ent = None
+    if t is not None:
+        shift = torch.where(s > 0, m - M_safe, torch.zeros_like(m))
+        t_tot = (scale * (t + s * shift)).sum(0)
+        s_safe = torch.where(s_tot > 0, s_tot, torch.ones_like(s_tot))
+        ent = torch.where(s_tot > 0, torch.log(s_safe) - t_tot / s_safe, torch.zeros_like(s_tot)).clamp(min=0.0)
+    return logp, lse, ent
 
 
 @triton.jit
@@ -156,6 +187,12 @@ def _blocks(D: int, interpret: bool) -> tuple[int, int, int]:
     return 64, 128, min(64, max(16, triton.next_power_of_2(D)))
 
 
+def default_split_width(device: torch.device) -> int:
+    """Vocabulary columns per split. A constant (never a function of the token count), so a token's result does
+    not depend on the batch it is in; 16384 gives 10 splits at V = 151,936, filling an H100 from 1k tokens."""
+    return 16384 if device.type == "cuda" else 96
+
+
 def linear_token_logprobs_fwd(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -163,25 +200,33 @@ def linear_token_logprobs_fwd(
     inv_temperature: float,
     compute_entropy: bool,
     blocks: tuple[int, int, int] | None = None,
+    split_width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """hidden [N, D] (unit last stride), weight [V, D] (unit last stride), target [N] → fp32 (logp, lse, ent)."""
+    """hidden [N, D] (unit last stride), weight [V, D] (unit last stride), target [N] → fp32 (logp, lse, ent).
+
+    Extra memory: four [splits, N] fp32 buffers, splits = V / split_width."""
     N, D = hidden.shape
     V = weight.shape[0]
     dev = hidden.device
-    logp = torch.empty(N, device=dev, dtype=torch.float32)
-    lse = torch.empty(N, device=dev, dtype=torch.float32)
-    ent = torch.empty(N if compute_entropy else 0, device=dev, dtype=torch.float32)
     if N == 0:
-        return logp, lse, ent
+        empty = torch.empty(0, device=dev, dtype=torch.float32)
+        return empty, empty.clone(), empty.clone()
     bn, bv, bd = blocks or _blocks(D, dev.type != "cuda")
-    grid = (triton.cdiv(N, bn),)
-    linear_logprobs_fwd_kernel[grid](
-        hidden, weight, target, logp, lse, ent if compute_entropy else lse,
-        N, V, D, hidden.stride(0), weight.stride(0), float(inv_temperature),
+    n_tiles = triton.cdiv(N, bn)
+    v_per_split = triton.cdiv(split_width or default_split_width(dev), bv) * bv
+    n_splits = triton.cdiv(V, v_per_split)
+    part = torch.empty(4, n_splits, N, device=dev, dtype=torch.float32)
+    m, s, t, z_t = part.unbind(0)
+    linear_logprobs_fwd_kernel[(n_tiles, n_splits)](
+        hidden, weight, target, m, s, t, z_t,
+        N, V, D, v_per_split, hidden.stride(0), weight.stride(0), float(inv_temperature),
         COMPUTE_ENTROPY=compute_entropy, BLOCK_N=bn, BLOCK_V=bv, BLOCK_D=bd,
         DOT_PRECISION=_dot_precision(hidden),
         num_warps=8 if bn * bv >= 8192 else 4,
     )
+    logp, lse, ent = merge_splits(m, s, t if compute_entropy else None, z_t, target, V)
+    if ent is None:
+        ent = torch.empty(0, device=dev, dtype=torch.float32)
     return logp, lse, ent
 
 

@@ -105,6 +105,14 @@ def test_kernel_backward_chunking_and_batch_invariance(kdev):
     assert torch.allclose(big[0], small[0], atol=1e-6) and torch.allclose(big[1], small[1], atol=1e-6)
     _, _, ref_gh, ref_gw = reference(h.cpu(), w.cpu(), t.cpu(), T, g.cpu(), g.cpu())
     assert grad_close(small[0].cpu(), ref_gh, torch.float32) and grad_close(small[1].cpu(), ref_gw, torch.float32)
+    # vocabulary splits merge exactly (one split vs several)
+    from microcoder_fast.kernels.linear_token_logprobs import linear_token_logprobs_fwd
+
+    one = linear_token_logprobs_fwd(h, w, t, 1 / T, True, split_width=V)
+    many = linear_token_logprobs_fwd(h, w, t, 1 / T, True, split_width=32)
+    for a, b in zip(one, many):
+        assert torch.allclose(a, b, atol=2e-6, rtol=1e-6)
+    assert torch.allclose(many[0], logp) and torch.allclose(many[2], ent)
     # a token's result does not depend on the rest of the batch (or its position in a tile)
     for r in (0, 17, 39):
         alone = linear_token_logprobs(h[r : r + 1], w, t[r : r + 1], T)

@@ -401,6 +401,14 @@ def test_public_namespace_and_torch_compile_fullgraph():
     out_c.backward()
     out_e.backward()
     assert torch.allclose(out_c, out_e) and torch.allclose(x1.grad, x2.grad)
+
+    def g(x, t):  # in-place gradient into an intermediate logits buffer, traced too
+        return token_logprobs(x * 1.0, t, 1.1, inplace_backward=True).sum()
+
+    x3, x4 = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    torch.compile(g, fullgraph=True, backend="aot_eager")(x3, target).backward()
+    g(x4, target).backward()
+    assert torch.allclose(x3.grad, x4.grad)
     inductor = torch.compile(lambda x, t: token_logprobs(x, t, 0.8), fullgraph=True)
     assert torch.allclose(inductor(logits, target), token_logprobs(logits, target, 0.8))
 
