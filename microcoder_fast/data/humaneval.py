@@ -242,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     tasks = record_all(workers=args.workers)
     payload = {"generator": "python -m microcoder_fast.data.humaneval --record", "tasks": tasks}
-    with gzip.GzipFile(args.record, "wb", mtime=0) as fh:
-        fh.write(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    with open(args.record, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as fh:
+        fh.write(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8"))  # byte-reproducible
     n = sum(len(t["tests"]) for t in tasks.values())
     print(f"recorded {n} tests for {len(tasks)} tasks into {args.record}")
     return 0
