@@ -103,8 +103,7 @@ def check_target_range(target: torch.Tensor, V: int, name: str = "target") -> No
     """Raise ValueError when any entry of ``target`` is outside [0, V). One reduction (a sync on CUDA)."""
     if target.numel() == 0:
         return
-    lo, hi = torch.aminmax(target)
-    lo_i, hi_i = int(lo), int(hi)
+    lo_i, hi_i = (int(v) for v in torch.stack(torch.aminmax(target)).tolist())  # one host sync
     if lo_i < 0 or hi_i >= V:
         bad = ((target < 0) | (target >= V)).nonzero()
         first = tuple(int(i) for i in bad[0].tolist()) if bad.numel() else ()

@@ -37,7 +37,7 @@ def _fwd(
     V = logits.shape[-1]
     flat_target = target.reshape(-1).contiguous()
     if check_target or not _dispatch.use_triton(logits.device):
-        _dispatch.check_target_range(flat_target, V)
+        _dispatch.check_target_range(target, V)
     logits3 = _dispatch.rows3d(logits)
     if _dispatch.use_triton(logits.device):
         k = _dispatch.kernels("token_logprobs")
