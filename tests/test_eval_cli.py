@@ -269,3 +269,30 @@ def test_internal_errors_are_retried_on_resume(tmp_path, capsys):
     rows = _rows(out)
     assert [r["verdicts"]["default"] for r in rows] == ["IE", "AC"]  # appended; the last row per sample counts
     assert "AC=1" in capsys.readouterr().out
+
+
+def test_livecodebench_runner_layout_json_list_with_code_lists(tmp_path, capsys):
+    """LiveCodeBench's runner writes a JSON list of {question_id, code_list, output_list}: one sample per
+    code_list entry; an empty extracted program is no code, not a wrong answer."""
+    problems, _, out = _files(tmp_path, samples=[])
+    samples = tmp_path / "gen.json"
+    samples.write_text(json.dumps([
+        {"question_id": "add", "code_list": [ADD_WRONG, "", ADD_OK.split(f"{F}python\n")[1].split(F)[0]],
+         "output_list": ["...", "...", "..."]},
+        {"question_id": "lc1", "code_list": [LC_OK]},
+    ]))
+    summary = tmp_path / "s.json"
+    assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress",
+                 "--k", "1,3", "--summary-json", str(summary)]) == 0
+    rows = sorted(_rows(out), key=lambda r: (r["line"], r["index"]))
+    assert [(r["line"], r["index"], r["verdicts"]["default"]) for r in rows] == [
+        (1, 0, "WA"), (1, 1, "NO_CODE"), (1, 2, "AC"), (2, 0, "AC")]
+    s = json.loads(summary.read_text())["modes"]["default"]["overall"]
+    assert s["pass@1"] == pytest.approx((1 / 3 + 1) / 2) and s["pass@3"] == 1.0 and s["pass@3_problems"] == 1
+    # resume works for list rows too
+    assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0
+    assert len(_rows(out)) == 4
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert main(["--problems", str(problems), "--samples", str(bad), "--out", str(out)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err

@@ -143,47 +143,65 @@ def _content_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
-def _read_samples(path: Path) -> Iterator[Sample]:
-    if not path.exists():
-        raise UsageError(f"no such samples file: {path}")
-    occurrences: Counter[str] = Counter()
+def _raw_rows(path: Path) -> Iterator[tuple[int, str, Any, str | None]]:
+    """(line or entry number, row text, parsed row, JSON error) for a JSONL file or a ``.json`` list (the
+    layout LiveCodeBench's runner writes)."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UsageError(f"{path} is not valid JSON ({e}); give a JSONL file or a JSON list of rows") from e
+        if not isinstance(data, list):
+            raise UsageError(f"{path}: a .json samples file must hold a list of rows")
+        for i, row in enumerate(data, 1):
+            yield i, json.dumps(row, sort_keys=True), row, None
+        return
     with open(path, encoding="utf-8", errors="surrogateescape") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            content = _content_hash(line.rstrip("\n"))
-            h = f"{content}.{occurrences[content]}"  # identical rows (same completion twice) stay distinct
-            occurrences[content] += 1
             try:
-                row = json.loads(line)
+                yield n, line.rstrip("\n"), json.loads(line), None
             except json.JSONDecodeError as e:
-                yield Sample(h, n, None, None, None, False, f"invalid JSON ({e.msg} at column {e.colno})")
-                continue
-            if not isinstance(row, dict):
-                yield Sample(h, n, None, None, None, False, "a sample row must be a JSON object")
-                continue
-            pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
-            pid = None if pid is None else str(pid)
-            if pid is None:
-                yield Sample(h, n, None, None, None, False,
-                             f"no problem id (one of {', '.join(_ID_KEYS)})")
-                continue
-            many = [(k, row[k]) for k in ("code_list", "completions", "output_list") if isinstance(row.get(k), list)]
-            if many:
-                key_name, items = many[0]
-                for i, item in enumerate(items):
-                    if not isinstance(item, str):
-                        yield Sample(f"{h}:{i}", n, i, pid, None, False, f"{key_name}[{i}] is not a string")
-                    else:
-                        yield Sample(f"{h}:{i}", n, i, pid, item, key_name == "code_list")
-                continue
-            if isinstance(row.get("code"), str):
-                yield Sample(h, n, None, pid, row["code"], True)
-            elif isinstance(row.get("completion"), str):
-                yield Sample(h, n, None, pid, row["completion"], False)
-            else:
-                yield Sample(h, n, None, pid, None, False,
-                             "no 'completion' or 'code' string (nor code_list/completions/output_list)")
+                yield n, line.rstrip("\n"), None, f"invalid JSON ({e.msg} at column {e.colno})"
+
+
+def _read_samples(path: Path) -> Iterator[Sample]:
+    if not path.exists():
+        raise UsageError(f"no such samples file: {path}")
+    occurrences: Counter[str] = Counter()
+    for n, text, row, json_error in _raw_rows(path):
+        content = _content_hash(text)
+        h = f"{content}.{occurrences[content]}"  # identical rows (same completion twice) stay distinct
+        occurrences[content] += 1
+        if json_error is not None:
+            yield Sample(h, n, None, None, None, False, json_error)
+            continue
+        if not isinstance(row, dict):
+            yield Sample(h, n, None, None, None, False, "a sample row must be a JSON object")
+            continue
+        pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
+        pid = None if pid is None else str(pid)
+        if pid is None:
+            yield Sample(h, n, None, None, None, False,
+                         f"no problem id (one of {', '.join(_ID_KEYS)})")
+            continue
+        many = [(k, row[k]) for k in ("code_list", "completions", "output_list") if isinstance(row.get(k), list)]
+        if many:
+            key_name, items = many[0]
+            for i, item in enumerate(items):
+                if not isinstance(item, str):
+                    yield Sample(f"{h}:{i}", n, i, pid, None, False, f"{key_name}[{i}] is not a string")
+                else:
+                    yield Sample(f"{h}:{i}", n, i, pid, item, key_name == "code_list")
+            continue
+        if isinstance(row.get("code"), str):
+            yield Sample(h, n, None, pid, row["code"], True)
+        elif isinstance(row.get("completion"), str):
+            yield Sample(h, n, None, pid, row["completion"], False)
+        else:
+            yield Sample(h, n, None, pid, None, False,
+                         "no 'completion' or 'code' string (nor code_list/completions/output_list)")
 
 
 def _read_done(out: Path) -> dict[str, dict[str, Any]]:
@@ -216,6 +234,8 @@ def _program(sample: Sample, problem: Any) -> tuple[str | None, str]:
     from microcoder_fast.data.humaneval import humaneval_program
 
     assert sample.text is not None
+    if sample.is_code and not sample.text.strip():
+        return None, "empty program"
     if problem.source == "humaneval":
         code = humaneval_program(problem, sample.text, extracted=sample.is_code)
         return code, ("given code" if sample.is_code else "humaneval completion")
