@@ -9,7 +9,8 @@
 Samples (JSONL): a problem id (``question_id``, ``task_id``, ``id`` or ``problem_id``) and either
 ``completion`` (model text; the program is extracted from it) or ``code`` (the program as is). A row may
 instead carry a list: ``completions``/``output_list`` (texts) or ``code_list`` (programs), one sample each,
-as LiveCodeBench's own generation files do.
+as LiveCodeBench's own generation files do; a ``.json`` file holding a list of such rows (the layout its
+runner writes) is read too. An empty program counts as no code.
 
 Per sample, one row goes to ``--out``; re-running with the same ``--out`` skips the samples already judged
 (matched by content, so rows added to or edited in the samples file are judged and the rest are not; two
