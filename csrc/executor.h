@@ -31,6 +31,8 @@ enum FrameType : uint32_t {
     kReady = 3,     // payload: JSON describing the isolation layers that are active
     kExit = 4,      // payload: JSON {status, utime, stime, maxrss_kb}; the generation is reaped and cleaned
     kZygoteError = 5,
+    kBench = 6,        // payload: decimal count; answer kBenchResult with ns per fork+exit+wait
+    kBenchResult = 7,
     // supervisor -> child
     kTest = 10,     // payload: JSON {index}; fd: stdin memfd
     kEnd = 11,      // no more tests: exit cleanly
@@ -40,7 +42,25 @@ enum FrameType : uint32_t {
     kCompileError = 14,
 };
 
+// What a generation child needs to sandbox itself (filled by the zygote before fork).
+struct ChildConfig {
+    int ctl_fd = -1;
+    int expected_parent = 0;
+    const char* workdir = nullptr;
+    int uid = -1;
+    int gid = -1;
+    long long as_bytes = 0;  // RLIMIT_AS
+    long long cpu_s = 0;     // RLIMIT_CPU soft (hard = soft + 1)
+    long long fsize = 0;     // RLIMIT_FSIZE
+    long long nproc = 0;     // RLIMIT_NPROC (per uid: processes + threads)
+    long long nofile = 0;    // RLIMIT_NOFILE
+    long long stack = 0;     // RLIMIT_STACK
+    bool seccomp = false;
+};
+
+int enter_child_core(const ChildConfig& c, const char** what);
 void init_sandbox(pybind11::module_& m);
+void init_zygote_loop(pybind11::module_& m);
 void init_supervisor(pybind11::module_& m);
 
 }  // namespace mcf

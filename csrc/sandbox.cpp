@@ -41,11 +41,6 @@ namespace {
     throw py::error_already_set();
 }
 
-void set_limit(int res, rlim_t soft, rlim_t hard, const char* name) {
-    struct rlimit r = {soft, hard};
-    if (setrlimit(res, &r) != 0) raise_errno(std::string("setrlimit ") + name);
-}
-
 void close_from(int lowfd) {
 #ifdef SYS_close_range
     if (syscall(SYS_close_range, static_cast<unsigned>(lowfd), ~0u, 0u) == 0) return;
@@ -150,14 +145,6 @@ bool install_seccomp_filter() {
     return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) == 0;
 }
 
-struct ChildLimits {
-    long long as_bytes = 0;   // RLIMIT_AS; 0 = leave
-    long long cpu_s = 0;      // RLIMIT_CPU soft (hard = soft + 1); 0 = leave
-    long long fsize = 0;      // RLIMIT_FSIZE
-    long long nproc = 0;      // RLIMIT_NPROC (per uid: processes + threads)
-    long long nofile = 0;     // RLIMIT_NOFILE
-    long long stack = 0;      // RLIMIT_STACK
-};
 
 }  // namespace
 
@@ -165,47 +152,76 @@ struct ChildLimits {
 // (0/1/2 = /dev/null until the first test, 3 = control socket), closes everything else, starts a new
 // session, asks to die with the zygote, becomes a subreaper for its own descendants, enters the work
 // directory, applies rlimits, drops to uid/gid (if uid >= 0), sets no_new_privs and non-dumpable, and
-// installs the seccomp filter (if asked). Returns a dict saying which optional layers took effect.
-py::dict enter_child(int ctl_fd, int expected_parent, const std::string& workdir, int uid, int gid,
-                     long long as_bytes, long long cpu_s, long long fsize, long long nproc, long long nofile,
-                     long long stack, bool seccomp) {
-    py::dict applied;
-    int hi_ctl = fcntl(ctl_fd, F_DUPFD_CLOEXEC, 100);
-    if (hi_ctl < 0) raise_errno("dup of the control socket");
+// installs the seccomp filter (if asked). Returns 0, or -1 with `what` naming the step that failed.
+int enter_child_core(const ChildConfig& c, const char** what) {
+    auto fail = [&](const char* w) {
+        *what = w;
+        return -1;
+    };
+    int hi_ctl = fcntl(c.ctl_fd, F_DUPFD_CLOEXEC, 100);
+    if (hi_ctl < 0) return fail("dup of the control socket");
     int devnull = open("/dev/null", O_RDWR);
-    if (devnull < 0) raise_errno("open /dev/null");
+    if (devnull < 0) return fail("open /dev/null");
     if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(hi_ctl, 3) < 0)
-        raise_errno("dup2 of generation descriptors");
+        return fail("dup2 of generation descriptors");
     close_from(4);
     fcntl(3, F_SETFD, FD_CLOEXEC);
 
     setsid();
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    if (expected_parent > 0 && getppid() != expected_parent) _exit(111);  // zygote already gone
-    applied["subreaper"] = prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0;
-    if (!workdir.empty() && chdir(workdir.c_str()) != 0) raise_errno("chdir " + workdir);
+    if (c.expected_parent > 0 && getppid() != c.expected_parent) _exit(111);  // zygote already gone
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (c.workdir && c.workdir[0] && chdir(c.workdir) != 0) return fail("chdir to the work directory");
     umask(077);
 
-    set_limit(RLIMIT_CORE, 0, 0, "RLIMIT_CORE");
-    if (as_bytes > 0) set_limit(RLIMIT_AS, as_bytes, as_bytes, "RLIMIT_AS");
-    if (cpu_s > 0) set_limit(RLIMIT_CPU, cpu_s, cpu_s + 1, "RLIMIT_CPU");
-    if (fsize > 0) set_limit(RLIMIT_FSIZE, fsize, fsize, "RLIMIT_FSIZE");
-    if (nofile > 0) set_limit(RLIMIT_NOFILE, nofile, nofile, "RLIMIT_NOFILE");
-    if (stack > 0) set_limit(RLIMIT_STACK, stack, stack, "RLIMIT_STACK");
-    set_limit(RLIMIT_MSGQUEUE, 0, 0, "RLIMIT_MSGQUEUE");
-    if (uid >= 0) {
+    struct rlimit r0 = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &r0) != 0) return fail("RLIMIT_CORE");
+    if (setrlimit(RLIMIT_MSGQUEUE, &r0) != 0) return fail("RLIMIT_MSGQUEUE");
+    auto lim = [&](int res, long long soft, long long hard) {
+        struct rlimit r = {static_cast<rlim_t>(soft), static_cast<rlim_t>(hard)};
+        return setrlimit(res, &r) == 0;
+    };
+    if (c.as_bytes > 0 && !lim(RLIMIT_AS, c.as_bytes, c.as_bytes)) return fail("RLIMIT_AS");
+    if (c.cpu_s > 0 && !lim(RLIMIT_CPU, c.cpu_s, c.cpu_s + 1)) return fail("RLIMIT_CPU");
+    if (c.fsize > 0 && !lim(RLIMIT_FSIZE, c.fsize, c.fsize)) return fail("RLIMIT_FSIZE");
+    if (c.nofile > 0 && !lim(RLIMIT_NOFILE, c.nofile, c.nofile)) return fail("RLIMIT_NOFILE");
+    if (c.stack > 0 && !lim(RLIMIT_STACK, c.stack, c.stack)) return fail("RLIMIT_STACK");
+    if (c.uid >= 0) {
         // RLIMIT_NPROC counts every process and thread of the uid; the uid is private to this worker.
-        if (nproc > 0) set_limit(RLIMIT_NPROC, nproc, nproc, "RLIMIT_NPROC");
-        if (setgroups(0, nullptr) != 0) raise_errno("setgroups");
-        if (setresgid(gid, gid, gid) != 0) raise_errno("setresgid");
-        if (setresuid(uid, uid, uid) != 0) raise_errno("setresuid");
-        if (getuid() != static_cast<uid_t>(uid) || geteuid() != static_cast<uid_t>(uid))
-            raise_errno("privilege drop did not take");
-        applied["uid"] = uid;
+        if (c.nproc > 0 && !lim(RLIMIT_NPROC, c.nproc, c.nproc)) return fail("RLIMIT_NPROC");
+        if (setgroups(0, nullptr) != 0) return fail("setgroups");
+        if (setresgid(c.gid, c.gid, c.gid) != 0) return fail("setresgid");
+        if (setresuid(c.uid, c.uid, c.uid) != 0) return fail("setresuid");
+        if (getuid() != static_cast<uid_t>(c.uid) || geteuid() != static_cast<uid_t>(c.uid))
+            return fail("privilege drop did not take");
     }
-    applied["no_new_privs"] = prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0;
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    applied["seccomp"] = seccomp ? install_seccomp_filter() : false;
+    if (c.seccomp && !install_seccomp_filter()) return fail("seccomp filter");
+    return 0;
+}
+
+py::dict enter_child(int ctl_fd, int expected_parent, const std::string& workdir, int uid, int gid,
+                     long long as_bytes, long long cpu_s, long long fsize, long long nproc, long long nofile,
+                     long long stack, bool seccomp) {
+    ChildConfig c;
+    c.ctl_fd = ctl_fd;
+    c.expected_parent = expected_parent;
+    c.workdir = workdir.c_str();
+    c.uid = uid;
+    c.gid = gid;
+    c.as_bytes = as_bytes;
+    c.cpu_s = cpu_s;
+    c.fsize = fsize;
+    c.nproc = nproc;
+    c.nofile = nofile;
+    c.stack = stack;
+    c.seccomp = seccomp;
+    const char* what = "";
+    if (enter_child_core(c, &what) != 0) raise_errno(what);
+    py::dict applied;
+    applied["uid"] = uid;
+    applied["seccomp"] = seccomp;
     return applied;
 }
 
@@ -273,6 +289,7 @@ void init_sandbox(py::module_& m) {
         return false;
 #endif
     });
+    init_zygote_loop(m);
 }
 
 }  // namespace mcf

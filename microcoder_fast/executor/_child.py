@@ -89,21 +89,22 @@ class Harness:
     def __init__(
         self,
         sock: socket.socket,
-        cfg: dict,
+        fn_name: str | None,
         source: bytes,
         builtins_snapshot: dict,
         prelude: dict,
         encode_value,  # noqa: ANN001
     ) -> None:
         self.sock = sock
-        self.cfg = cfg
         self.source = source
         self.builtins_snapshot = builtins_snapshot
         self.prelude = prelude
         self.encode_value = encode_value
-        self.fn_name: str | None = cfg.get("fn_name")
+        self.fn_name = fn_name
         self.code: types.CodeType | None = None
         self.base_depth = 0
+        self.tests_run = 0
+        self.workdir = os.getcwd()
 
     # ---------------------------------------------------------------------------------------------------
     def compile(self) -> bool:
@@ -131,13 +132,18 @@ class Harness:
                 return
             if ftype != T_TEST or len(fds) != 3:
                 return
-            head = json.loads(payload)
-            self.run_test(head["index"], fds)
-            if head.get("last"):
+            index, last = payload.split()
+            self.run_test(int(index), fds)
+            if last == b"1":
                 return
 
     # ---------------------------------------------------------------------------------------------------
     def _reset_process_state(self) -> None:
+        """Undo what an earlier test of this child changed; the first test starts from the zygote's state
+        (prepare_zygote_state), which is already what a fresh interpreter would have."""
+        sys.setrecursionlimit(1000 + self.base_depth)
+        if self.tests_run == 0:
+            return
         bd = builtins.__dict__
         if bd.keys() != self.builtins_snapshot.keys() or any(
             bd[k] is not v for k, v in self.builtins_snapshot.items()
@@ -149,27 +155,15 @@ class Harness:
         for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.setrecursionlimit(1000 + self.base_depth)
         sys.set_int_max_str_digits(0)
         threading.stack_size(0)
         gc.enable()
         sys.argv = [SOURCE_NAME]
         try:
-            os.chdir(self.cfg["workdir"])
+            os.chdir(self.workdir)
         except OSError:
             pass
-        sys.stdin = sys.__stdin__ = io.TextIOWrapper(
-            io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
-        )
-        sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="surrogateescape"
-        )
-        sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-            io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
-            encoding="utf-8",
-            errors="backslashreplace",
-            line_buffering=True,
-        )
+        _install_stdio()
 
     def _print_exception(self, e: BaseException) -> None:
         try:
@@ -199,13 +193,14 @@ class Harness:
                     t.join()
                 except BaseException:
                     pass
-        try:
-            atexit._run_exitfuncs()
-        except SystemExit as e:
-            status = _exit_code(e)
-        except BaseException:
-            pass
-        atexit._clear()
+        if atexit._ncallbacks():
+            try:
+                atexit._run_exitfuncs()
+            except SystemExit as e:
+                status = _exit_code(e)
+            except BaseException:
+                pass
+            atexit._clear()
         for stream in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__):
             try:
                 if stream is not None and not getattr(stream, "closed", False):
@@ -260,17 +255,15 @@ class Harness:
             rc1.ru_utime + rc1.ru_stime - rc0.ru_utime - rc0.ru_stime
         )
         dirty = self._dirty()
-        head = {
-            "index": index,
-            "status": status,
-            "exc": exc_name,
-            "message": message,
-            "cpu_s": cpu,
-            "maxrss_kb": max(ru1.ru_maxrss, rc1.ru_maxrss),
-            "dirty": dirty,
-        }
+        self.tests_run += 1
+        # "index status dirty cpu_s maxrss_kb exc\n" + message (JSON string) + "\n" + value
+        head = b"%d %d %d %.6f %d %s\n" % (
+            index, status, dirty, cpu, max(ru1.ru_maxrss, rc1.ru_maxrss),
+            (exc_name or "-").encode("ascii", "replace"),
+        )
+        msg = json.dumps(message).encode() if message else b'""'
         try:
-            _send(self.sock, T_RESULT, json.dumps(head).encode() + b"\n" + value)
+            _send(self.sock, T_RESULT, head + msg + b"\n" + value)
         except BaseException:
             os._exit(status if isinstance(status, int) else 1)
         if dirty:
@@ -339,35 +332,40 @@ class Harness:
         return 0, None, "", value
 
 
-def child_main(
-    cfg: dict, source: bytes, fds: list[int], builtins_snapshot: dict, prelude: dict, encode_value, sandbox  # noqa: ANN001
-) -> None:
-    """Entry point in the forked child. Never returns."""
+def _install_stdio() -> None:
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
+    )
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="surrogateescape"
+    )
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+
+
+def prepare_zygote_state() -> None:
+    """Run once in the zygote: the interpreter state every generation child (and its first test) starts
+    from, so the first test needs no reset: fresh standard streams on fds 0/1/2 (never used by the
+    zygote), no atexit handlers, no int/str digit limit, argv of a script."""
+    import atexit as _atexit
+
+    _atexit._clear()
+    sys.set_int_max_str_digits(0)
+    sys.argv = [SOURCE_NAME]
+    threading.stack_size(0)
+    _install_stdio()
+
+
+def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, prelude: dict, encode_value) -> None:  # noqa: ANN001
+    """Entry point in the forked child, sandbox already entered (fd 3 = control socket). Never returns."""
     status = 0
     try:
-        try:
-            sandbox.enter_child(
-                fds[0],
-                cfg["zygote_pid"],
-                cfg["workdir"],
-                cfg["uid"],
-                cfg["gid"],
-                cfg["as_bytes"],
-                cfg["cpu_s"],
-                cfg["fsize"],
-                cfg["nproc"],
-                cfg["nofile"],
-                cfg["stack"],
-                cfg["seccomp"],
-            )
-        except BaseException:
-            os._exit(112)
-        os.environ.clear()
-        os.environ.update(cfg["env"])
-        os.environ["HOME"] = cfg["workdir"]
-        os.environ["TMPDIR"] = cfg["workdir"]
         sock = socket.socket(fileno=3)
-        h = Harness(sock, cfg, source, builtins_snapshot, prelude, encode_value)
+        h = Harness(sock, fn_name, source, builtins_snapshot, prelude, encode_value)
         if h.compile():
             h.serve()
     except BaseException:

@@ -10,13 +10,11 @@ from __future__ import annotations
 import gc
 import json
 import os
-import select
 import shutil
 import signal
 import socket
 import struct
 import sys
-import time
 
 FRAME = struct.Struct("<IIQ")
 MAGIC = 0x4D434631
@@ -288,110 +286,15 @@ class Zygote:
             "MALLOC_ARENA_MAX": "2",
         }
 
-    # --- per generation --------------------------------------------------------------------------------
-    def run_generation(self, payload: bytes, fds: list[int]) -> None:
-        nl = payload.index(b"\n")
-        gcfg = json.loads(payload[:nl])
-        source = payload[nl + 1:]
-        self.gen += 1
-        workdir = self.workdir
-        cfg = {
-            "fn_name": gcfg.get("fn_name"),
-            "zygote_pid": os.getpid(),
-            "workdir": workdir,
-            "uid": self.uid,
-            "gid": self.gid,
-            "as_bytes": int(gcfg["memory_bytes"]),
-            "cpu_s": int(gcfg["cpu_s"]),
-            "fsize": int(gcfg["fsize"]),
-            "nproc": int(gcfg.get("nproc", 64)),
-            "nofile": int(gcfg.get("nofile", 256)),
-            "stack": int(gcfg.get("stack", 0)),
-            "seccomp": bool(self.layers.get("seccomp")),
-            "env": self.env,
-        }
-        pid = os.fork()
-        if pid == 0:
-            try:
-                self.sock.detach()
-                atexit_clear()
-                self.child.child_main(cfg, source, fds, self.builtins_snapshot, self.prelude, self.encode_value,
-                                      self.sandbox)
-            finally:
-                os._exit(114)
-        for fd in fds:
-            os.close(fd)
-        status, rusage = self.wait_child(pid)
-        self.kill_strays(pid)
-        self.wipe_shared_dirs()
-        report = {
-            "status": status,
-            "utime": rusage.ru_utime if rusage else 0.0,
-            "stime": rusage.ru_stime if rusage else 0.0,
-            "maxrss_kb": rusage.ru_maxrss if rusage else 0,
-        }
-        send_frame(self.sock, T_EXIT, json.dumps(report).encode())
-
-    def wait_child(self, pid: int):  # noqa: ANN201
-        try:
-            pidfd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            pidfd = -1
-        killed = False
-        try:
-            while True:
-                if pidfd >= 0:
-                    r, _, _ = select.select([pidfd, self.sock], [], [])
-                else:
-                    r, _, _ = select.select([self.sock], [], [], 0.005)
-                    wpid, st, ru = os.wait4(pid, os.WNOHANG)
-                    if wpid == pid:
-                        return st, ru
-                if self.sock in r:
-                    try:
-                        ftype, _, extra = recv_frame(self.sock)
-                    except (EOFError, OSError):
-                        self.kill_tree(pid)
-                        os.wait4(pid, 0)
-                        raise SystemExit(0) from None
-                    for fd in extra:
-                        os.close(fd)
-                    if ftype == T_KILL and not killed:
-                        killed = True
-                        self.kill_tree(pid)
-                if pidfd >= 0 and pidfd in r:
-                    _, st, ru = os.wait4(pid, 0)
-                    return st, ru
-        finally:
-            if pidfd >= 0:
-                os.close(pidfd)
-
-    def wipe_shared_dirs(self) -> None:
-        """The work directory and the world-writable directories private to this zygote (/dev/shm): emptied
-        after every generation, so nothing one generation wrote is visible to the next."""
-        try:
-            st = os.lstat(self.workdir)
-            owner = self.uid if self.uid >= 0 else os.getuid()
-            if not os.path.isdir(self.workdir) or os.path.islink(self.workdir) or st.st_uid != owner:
-                raise OSError("work directory replaced")
-            os.chmod(self.workdir, 0o700)
-        except OSError:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-            self.make_workdir()
-        for d in [self.workdir, *self.shared_dirs]:
-            try:
-                names = os.listdir(d)
-            except OSError:
-                continue
-            for name in names:
-                p = os.path.join(d, name)
-                try:
-                    if os.path.isdir(p) and not os.path.islink(p):
-                        shutil.rmtree(p, ignore_errors=True)
-                    else:
-                        os.unlink(p)
-                except OSError:
-                    pass
+    # --- serving -----------------------------------------------------------------------------------------
+    def prepare_children(self) -> None:
+        """State every generation child starts from (set once here, inherited by fork)."""
+        os.environ.clear()
+        os.environ.update(self.env)
+        os.environ["HOME"] = self.workdir
+        os.environ["TMPDIR"] = self.workdir
+        os.chdir("/")
+        self.child.prepare_zygote_state()
 
     def make_workdir(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -399,85 +302,16 @@ class Zygote:
         if self.uid >= 0:
             os.chown(self.workdir, self.uid, self.gid)
 
-    def kill_tree(self, pid: int) -> None:
-        if self.pid1:
-            try:
-                os.kill(-1, signal.SIGKILL)
-            except OSError:
-                pass
-            return
-        for f in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
-            try:
-                f()
-            except OSError:
-                pass
-
-    def kill_strays(self, pid: int) -> None:
-        """Whatever the generation started (setsid, double fork, daemons) dies here."""
-        for _ in range(100):
-            try:
-                wpid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if wpid != 0:
-                continue
-            # descendants are alive
-            if self.pid1:
-                try:
-                    os.kill(-1, signal.SIGKILL)
-                except OSError:
-                    pass
-            elif self.uid >= 0:
-                rp = os.fork()
-                if rp == 0:
-                    try:
-                        os.setgroups([])
-                        os.setresgid(self.gid, self.gid, self.gid)
-                        os.setresuid(self.uid, self.uid, self.uid)
-                        os.kill(-1, signal.SIGKILL)
-                    finally:
-                        os._exit(0)
-            else:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            while True:
-                try:
-                    wpid, _ = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    return
-                if wpid == 0:
-                    time.sleep(0.001)
-                    break
-
-    # --- main loop -------------------------------------------------------------------------------------
     def serve(self) -> None:
         send_frame(self.sock, T_READY, json.dumps(self.layers).encode())
-        while True:
-            try:
-                ftype, payload, fds = recv_frame(self.sock)
-            except (EOFError, OSError):
-                return
-            if ftype == T_RUN and len(fds) == 1:
-                try:
-                    self.run_generation(payload, fds)
-                except SystemExit:
-                    return
-                except BaseException as e:  # report, keep serving
-                    for fd in fds:
-                        try:
-                            os.close(fd)
-                        except OSError:
-                            pass
-                    send_frame(self.sock, T_ZERR, repr(e).encode())
-            elif ftype == T_BENCH:
-                n = int(payload or b"200")
-                ns = self.sandbox.fork_exit_wait_ns(n)
-                send_frame(self.sock, T_BENCH_RESULT, str(ns).encode())
-            else:
-                for fd in fds:
-                    os.close(fd)
+        got = self.sandbox.zygote_loop(self.sock.fileno(), self.workdir, self.uid, self.gid, self.pid1,
+                                       bool(self.layers.get("seccomp")), self.shared_dirs)
+        if got is None:
+            return
+        # a generation child, sandbox entered: run the harness, never come back
+        self.sock.detach()
+        fn_name, source = got
+        self.child.child_main(fn_name, source, self.builtins_snapshot, self.prelude, self.encode_value)
 
 
 def atexit_clear() -> None:
@@ -493,6 +327,7 @@ def main() -> None:
     z = Zygote(cfg)
     z.preimport()
     z.setup_isolation()
+    z.prepare_children()
     gc.collect()
     gc.freeze()
     try:

@@ -488,16 +488,17 @@ class Executor:
         return Result(Verdict.AC, passed, n, results)
 
     def _gen_payload(self, problem: Problem, remaining: int, tl: float) -> bytes:
-        cfg = {
-            "fn_name": problem.fn_name,
-            "memory_bytes": int(self.memory_limit_mb * 1024 * 1024),
-            "cpu_s": int(math.ceil(tl * (remaining + 1))) + 1,
-            # one byte over the cap is allowed so the supervisor can tell "at the cap" from "over it"
-            "fsize": self.output_limit + 1,
-            "nproc": 64,
-            "nofile": 256,
-        }
-        return json.dumps(cfg).encode()
+        # "fn_name as_bytes cpu_s fsize nproc nofile stack" (fn_name "-" = stdin mode); fsize allows one
+        # byte over the output cap so the supervisor can tell "at the cap" from "over it"
+        return b"%s %d %d %d %d %d %d" % (
+            (problem.fn_name or "-").encode(),
+            int(self.memory_limit_mb * 1024 * 1024),
+            int(math.ceil(tl * (remaining + 1))) + 1,
+            self.output_limit + 1,
+            64,
+            256,
+            0,
+        )
 
     def _wait(self, slot: _Slot, timeout: float) -> tuple:
         return slot.w.wait_event(max(timeout, 0.0), self.output_limit + (1 << 20))
@@ -551,7 +552,7 @@ class Executor:
         def fill() -> None:
             nonlocal sent
             while sent < n and sent - k < window:
-                head = b'{"index": %d, "last": %s}' % (sent, b"true" if sent == n - 1 else b"false")
+                head = b"%d %d" % (sent, sent == n - 1)
                 if not w.send_test(sent, head, problem._inputs[sent]):
                     return
                 sent += 1
@@ -575,13 +576,11 @@ class Executor:
             wall = time.perf_counter() - t0
             kind, ftype, payload = ev
             if kind == "ctl" and ftype == FRAME_RESULT:
-                nl = payload.index(b"\n")
-                head = json.loads(payload[:nl])
-                if head.get("index") != k:
-                    raise _GenerationLost(f"result for test {head.get('index')} while test {k} was running")
+                head, value = _parse_result(payload)
+                if head["index"] != k:
+                    raise _GenerationLost(f"result for test {head['index']} while test {k} was running")
                 out, size, tail = w.take_output(k, self.output_limit, self.stderr_tail_bytes)
-                tr = self._from_harness(k, head, payload[nl + 1:], out, size, tail, wall, call, problem,
-                                        abs_tol, rel_tol)
+                tr = self._from_harness(k, head, value, out, size, tail, wall, call, problem, abs_tol, rel_tol)
                 results.append(tr)
                 t0 = time.perf_counter()
                 k += 1
@@ -699,6 +698,24 @@ class Executor:
             name = signal.Signals(sig).name if sig in set(signal.Signals) else str(sig)
             tr.message = f"killed by signal {sig} ({name})"
         return tr
+
+
+def _parse_result(payload: bytes) -> tuple[dict, bytes]:
+    """RESULT frame: b"index status dirty cpu_s maxrss_kb exc\n" + JSON message + b"\n" + value."""
+    nl = payload.index(b"\n")
+    index, status, dirty, cpu, rss, exc = payload[:nl].split()
+    nl2 = payload.index(b"\n", nl + 1)
+    message = json.loads(payload[nl + 1:nl2])
+    head = {
+        "index": int(index),
+        "status": int(status),
+        "dirty": dirty == b"1",
+        "cpu_s": float(cpu),
+        "maxrss_kb": int(rss),
+        "exc": None if exc == b"-" else exc.decode("ascii", "replace"),
+        "message": message,
+    }
+    return head, payload[nl2 + 1:]
 
 
 def _check_item(code: object, problem: object, i: int | None) -> None:
