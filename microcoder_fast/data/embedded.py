@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from microcoder_fast.data.problem import CodeProblem, TestPair
 
-K_VALUES = tuple(range(2, 20))
+K_VALUES = tuple(range(2, 60))
 TESTS_PER_PROBLEM = 4
 
 

@@ -129,6 +129,49 @@ def response_logprobs(model: Any, b: Batch, idx: slice | torch.Tensor, temperatu
     return token_logprobs(logits, target, temperature=temperature), None
 
 
+def grpo_update(model: Any, optimizer: Any, scheduler: Any, b: Batch, old_logp: torch.Tensor, adv: torch.Tensor,
+                ref_logp: torch.Tensor | None, temperature: float, cfg: TrainConfig) -> tuple[dict[str, list[float]], list[float]]:
+    """``ppo_epochs`` passes over the rollout in mini-batches of ``ppo_mini_batch_size`` prompts; one optimiser
+    step per mini-batch, gradients accumulated over micro-batches of ``ppo_micro_batch_size`` sequences and
+    weighted so the mini-batch loss equals ``ops.grpo_loss`` over the whole mini-batch (token-mean: by
+    tokens; the seq-mean modes: by sequences)."""
+    n = b.input_ids.shape[0]
+    rmask = b.response_mask
+    micro = cfg.ppo_micro_batch_size
+    seqs_per_mb = cfg.ppo_mini_batch_size * cfg.group_size
+    upd_metrics: dict[str, list[float]] = {}
+    grad_norms: list[float] = []
+    for _epoch in range(cfg.ppo_epochs):
+        for mb in range(0, n, seqs_per_mb):
+            optimizer.zero_grad(set_to_none=True)
+            mb_end = min(n, mb + seqs_per_mb)
+            mb_tokens = float(rmask[mb:mb_end].sum().clamp(min=1))
+            for s in range(mb, mb_end, micro):
+                sl = slice(s, min(s + micro, mb_end))
+                lp, ent = response_logprobs(model, b, sl, temperature, with_entropy=True)
+                mk = rmask[sl].to(lp.device)
+                loss, lm = grpo_loss(
+                    lp, old_logp[sl].to(lp.device), adv[sl].to(lp.device), mk,
+                    eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef,
+                    ref_logp=ref_logp[sl].to(lp.device) if ref_logp is not None else None,
+                    agg=cfg.loss_agg, dual_clip=cfg.dual_clip or None,
+                    max_len=cfg.max_response_length, entropy=ent.detach() if ent is not None else None,
+                )
+                if cfg.loss_agg == "token-mean":
+                    w = float(mk.sum()) / mb_tokens
+                else:
+                    w = (sl.stop - sl.start) / (mb_end - mb)
+                (loss * w).backward()
+                for k, v in lm.items():
+                    upd_metrics.setdefault(k, []).append(float(v))
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norms.append(float(gn))
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+    return upd_metrics, grad_norms
+
+
 # ------------------------------------------------------------------------------------------------------
 # the trainer
 # ------------------------------------------------------------------------------------------------------
@@ -242,8 +285,10 @@ class Trainer:
     def _load_data(self) -> None:
         cfg = self.cfg
         train, evals = self._raw_train, self._raw_eval
-        if cfg.eval_max_problems:
-            evals = evals[: cfg.eval_max_problems]
+        if cfg.eval_max_problems and cfg.eval_max_problems < len(evals):
+            from microcoder_fast.data.problem import spread_indices
+
+            evals = [evals[i] for i in spread_indices(len(evals), cfg.eval_max_problems)]
         self.train_problems, self.train_prompts = self._encode_prompts(train, "train data")
         self.eval_problems, self.eval_prompts = self._encode_prompts(evals, "eval data")
         log(f"data: {len(self.train_problems)} train problems, {len(self.eval_problems)} eval problems")
@@ -406,40 +451,12 @@ class Trainer:
                 ref_logp = torch.cat([response_logprobs(self.ref_model, b, slice(s, s + micro), temp)[0].float().cpu()
                                       for s in range(0, n, micro)])
         t_old = time.time() - t2
-        rmask = b.response_mask
         gaps = [abs(a - e) for i, c in enumerate(comps) if c.logprobs is not None
                 for a, e in zip(old_logp[i, : len(c.token_ids)].tolist(), c.logprobs)]
         # --- updates
         t3 = time.time()
-        upd_metrics: dict[str, list[float]] = {}
-        grad_norms = []
-        seqs_per_mb = cfg.ppo_mini_batch_size * cfg.group_size
-        for _epoch in range(cfg.ppo_epochs):
-            for mb in range(0, n, seqs_per_mb):
-                self.optimizer.zero_grad(set_to_none=True)
-                mb_tokens = float(rmask[mb : mb + seqs_per_mb].sum().clamp(min=1))
-                for s in range(mb, min(n, mb + seqs_per_mb), micro):
-                    sl = slice(s, min(s + micro, mb + seqs_per_mb))
-                    lp, ent = response_logprobs(self.model, b, sl, temp, with_entropy=True)
-                    mk = rmask[sl].to(lp.device)
-                    loss, lm = grpo_loss(
-                        lp, old_logp[sl].to(lp.device), adv[sl].to(lp.device), mk,
-                        eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef,
-                        ref_logp=ref_logp[sl].to(lp.device) if ref_logp is not None else None,
-                        agg=cfg.loss_agg, dual_clip=cfg.dual_clip or None,
-                        max_len=cfg.max_response_length, entropy=ent.detach(),
-                    )
-                    if cfg.loss_agg == "token-mean":
-                        w = float(mk.sum()) / mb_tokens
-                    else:
-                        w = (sl.stop - sl.start) / seqs_per_mb
-                    (loss * w).backward()
-                    for k, v in lm.items():
-                        upd_metrics.setdefault(k, []).append(float(v))
-                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                grad_norms.append(float(gn))
-                self.optimizer.step()
-                self.scheduler.step()
+        upd_metrics, grad_norms = grpo_update(self.model, self.optimizer, self.scheduler, b, old_logp, adv, ref_logp,
+                                              temp, cfg)
         t_upd = time.time() - t3
         t4 = time.time()
         self.engine.sync_weights(self.model)
