@@ -44,37 +44,22 @@ class _Pending:
         return Outcome("pass" if reward > 0 else "fail", reward, verdict)
 
 
-def _make_executor(workers: int, time_limit_s: float, memory_limit_mb: int, compare: str) -> tuple[Any, bool]:
-    try:
-        from microcoder_fast.executor import Executor
-    except ImportError:  # TEMPORARY FALLBACK — remove when the executor (issue 3) lands
-        from microcoder_fast.rl._fallback_judge import FallbackExecutor
-
-        return FallbackExecutor(workers=workers, time_limit_s=time_limit_s), True
-    ex = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb, compare=compare)
-    if hasattr(ex, "__enter__"):
-        ex = ex.__enter__()
-    return ex, False
-
-
 class RewardJudge:
     """Extract → judge → `Outcome`, asynchronously (see the module docstring)."""
 
     def __init__(self, workers: int = 2, time_limit_s: float = 6.0, memory_limit_mb: int = 2048,
                  compare: str = "default", max_tests: int | None = 16) -> None:
-        self.executor, self._fallback = _make_executor(workers, time_limit_s, memory_limit_mb, compare)
+        from microcoder_fast.executor import Executor
+
+        self.executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
+                                 compare=compare)
         self.max_tests = max_tests
         self._problems: dict[str, Any] = {}
 
     def _problem(self, p: CodeProblem) -> Any:
         got = self._problems.get(p.id)
         if got is None:
-            if self._fallback:
-                from types import SimpleNamespace
-
-                got = SimpleNamespace(tests=p.tests(self.max_tests), fn_name=p.fn_name)
-            else:
-                got = p.to_problem(max_tests=self.max_tests)
+            got = p.to_problem(max_tests=self.max_tests)
             self._problems[p.id] = got
         return got
 
@@ -85,8 +70,4 @@ class RewardJudge:
         return _Pending(self.executor.submit(ex.code, self._problem(problem)))
 
     def close(self) -> None:
-        ex = self.executor
-        if hasattr(ex, "__exit__"):
-            ex.__exit__(None, None, None)
-        elif hasattr(ex, "close"):
-            ex.close()
+        self.executor.close()
