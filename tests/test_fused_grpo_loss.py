@@ -76,6 +76,8 @@ def _compare(device, T=1.2, per_token=False, kl_coef=0.0, dual_clip=None, agg="t
         torch.testing.assert_close(m[k].cpu(), rm[k].float(), rtol=1e-5, atol=1e-5, msg=k)
     if inplace:  # the gradient lives in the logits buffer now
         torch.testing.assert_close(x.detach(), leaf.grad, rtol=0, atol=0)
+    else:  # the logits are left untouched
+        assert torch.equal(leaf.detach(), logits)
     return loss
 
 

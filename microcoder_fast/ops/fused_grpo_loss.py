@@ -231,11 +231,16 @@ def _(buf: torch.Tensor, scale: torch.Tensor) -> None:
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
     ctx.save_for_backward(output[3])
+    # The other outputs (metrics, the saved gradient itself) carry no gradient: without this autograd would
+    # materialise zero tensors of their shapes for the backward ([B, L, V] for the gradient output).
+    ctx.set_materialize_grads(False)
     ctx.had_grad = inputs[13]
 
 
 def _backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> tuple:
     (grad,) = ctx.saved_tensors
+    if grad_loss is None:
+        return (None,) * 15
     if not ctx.had_grad:
         raise RuntimeError(
             "fused_grpo_loss: the forward ran without a gradient (logits did not require grad)"
@@ -258,12 +263,15 @@ class _FusedInplace(torch.autograd.Function):
         ctx.grad_buf = logits
         ctx.n_args = len(args)
         ctx.mark_non_differentiable(metrics, stats)
+        ctx.set_materialize_grads(False)
         return loss, metrics, stats
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> tuple:
         grad = ctx.grad_buf
         ctx.grad_buf = None
+        if grad_loss is None:
+            return (None,) * (1 + ctx.n_args)
         torch.ops.microcoder_fast.scale_grad_(grad, grad_loss.reshape(1))
         return (grad,) + (None,) * ctx.n_args
 

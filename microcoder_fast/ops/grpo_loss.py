@@ -97,6 +97,9 @@ def _(
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
     ctx.save_for_backward(output[2])
+    # The other outputs (metrics, the saved gradient itself) carry no gradient: without this autograd would
+    # materialise zero tensors of their shapes for the backward ([B, L, V] for the gradient output).
+    ctx.set_materialize_grads(False)
     ctx.logp_dtype = inputs[0].dtype
 
 
@@ -104,6 +107,8 @@ def _backward(
     ctx: Any, grad_loss: torch.Tensor, grad_metrics: torch.Tensor, grad_grad: torch.Tensor
 ) -> tuple:
     (g,) = ctx.saved_tensors
+    if grad_loss is None:
+        return (None,) * 11
     grad_logp = (g * grad_loss).to(ctx.logp_dtype)
     return grad_logp, None, None, None, None, None, None, None, None, None, None
 

@@ -124,7 +124,8 @@ def fused_grpo_loss_chunked(
     for sl in _row_slices(B, L, chunk_rows, flat) if n else []:
         rows = _rows(logits, sl, flat)
         v = valid[sl]
-        z = rows.to(torch.float32) * inv_t
+        z = rows.to(torch.float32, copy=True)  # never the caller's buffer: modified in place below
+        z.mul_(inv_t)
         lse = torch.logsumexp(z, dim=-1)
         dead = lse == float("-inf")
         lse_safe = torch.where(dead, torch.zeros_like(lse), lse)
