@@ -360,6 +360,8 @@ class Trainer:
             opt.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            if not cfg.progress and (s + 1) % 25 == 0:
+                log(f"sft step {s + 1}/{cfg.sft_steps}: loss {np.mean(losses[-25:]):.3f} ({time.time() - t0:.0f}s)")
         self.sft_done = True
         log(f"sft: {cfg.sft_steps} steps in {time.time() - t0:.1f}s, loss {losses[0]:.3f} -> {np.mean(losses[-10:]):.3f}")
         self._write_metrics({"phase": "sft", "sft_steps": cfg.sft_steps, "sft_loss_first": losses[0],
