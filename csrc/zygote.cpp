@@ -340,9 +340,11 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
         reset_workdir(z);
         if (eof) return py::none();
         char buf[256];
-        std::snprintf(buf, sizeof(buf), "{\"status\": %d, \"utime\": %.6f, \"stime\": %.6f, \"maxrss_kb\": %ld}",
+        std::snprintf(buf, sizeof(buf),
+                      "{\"status\": %d, \"utime\": %.6f, \"stime\": %.6f, \"maxrss_kb\": %ld, \"minflt\": %ld}",
                       status, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6,
-                      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6, static_cast<long>(ru.ru_maxrss));
+                      ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6, static_cast<long>(ru.ru_maxrss),
+                      static_cast<long>(ru.ru_minflt));
         if (!send_frame(z.sock, kExit, buf)) return py::none();
     }
 }

@@ -2,8 +2,12 @@
 
 Processes. The caller (a trainer that may hold CUDA state and threads) never forks. The C++ extension
 starts one *zygote* per worker with ``posix_spawn`` (``python -I``, scrubbed environment, fds 0-2 and one
-control socket only). The zygote pre-imports the standard modules (and NumPy, with one BLAS thread), sets
-up the isolation layers below once, and forks one *generation child* per program. The child compiles the
+control socket only). The zygote pre-imports the standard modules, sets up the isolation layers below once,
+and forks one *generation child* per program from a serve loop written in C++ (so the zygote runs no
+Python, and copies no pages, while a child lives). Programs that mention ``numpy`` go to a second zygote
+per worker, started on first use, that has NumPy pre-imported with one BLAS thread (NumPy's libraries
+roughly double the cost of every fork, so the others do not pay for it; ``preimport_numpy=True/False``
+forces one zygote kind). The child compiles the
 program once and runs the tests one at a time as the supervisor hands them over (lockstep): per test,
 fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode prelude and a fresh
 ``Solution()`` in call mode), fd 0 re-pointed at a memfd holding the input, fd 1/2 at pipes the

@@ -174,21 +174,26 @@ def _scrubbed_env() -> list[str]:
 
 
 class _Slot:
-    """One worker: a zygote process and the thread that drives it."""
+    """One worker: the thread that drives it and up to two zygotes: a plain one, and (started on first
+    use) one with NumPy pre-imported for programs that mention numpy. NumPy roughly doubles the cost of
+    every fork (its libraries add ~80 MB of mappings), so programs that do not use it never pay that."""
 
     def __init__(self, ex: Executor, index: int) -> None:
         self.ex = ex
         self.index = index
-        self.w = None
+        self.zygotes: dict[bool, object] = {}
+        self.w = None  # the zygote of the generation being judged
         self.layers: dict = {}
         self.restarts = 0
 
-    def ensure(self) -> None:
-        if self.w is not None and self.w.zygote_alive():
+    def ensure(self, numpy: bool = False) -> None:
+        w = self.zygotes.get(numpy)
+        if w is not None and w.zygote_alive():
+            self.w = w
             return
-        if self.w is not None:
-            self.w.close(0.5)
-            self.w = None
+        if w is not None:
+            w.close(0.5)
+            self.zygotes.pop(numpy, None)
             self.restarts += 1
         from microcoder_fast import _C
 
@@ -196,7 +201,8 @@ class _Slot:
             "import sys; sys.path.insert(0, sys.argv.pop(1)); "
             "from microcoder_fast.executor._zygote import main; main()"
         )
-        argv = [sys.executable, "-I", "-c", boot, _PKG_PARENT, json.dumps(self.ex._zygote_cfg)]
+        cfg = dict(self.ex._zygote_cfg, preimport_numpy=numpy)
+        argv = [sys.executable, "-I", "-c", boot, _PKG_PARENT, json.dumps(cfg)]
         w = _C.Worker(argv, _scrubbed_env())
         got = w.recv_zygote(60.0)
         if got is None or got[0] != Z_READY:
@@ -205,13 +211,25 @@ class _Slot:
                 "the executor's zygote did not start (no READY within 60 s); run "
                 "`python -c 'from microcoder_fast.executor._zygote import main'` to see the import error"
             )
-        self.layers = json.loads(got[1])
+        layers = json.loads(got[1])
+        if not self.layers or not numpy:
+            self.layers = layers
+        self.zygotes[numpy] = w
         self.w = w
 
+    def drop_current(self) -> None:
+        """Forget the current zygote (it failed); the next ensure() starts a fresh one."""
+        for k, w in list(self.zygotes.items()):
+            if w is self.w:
+                w.close(0.2)
+                del self.zygotes[k]
+        self.w = None
+
     def close(self) -> None:
-        if self.w is not None:
-            self.w.close(1.0)
-            self.w = None
+        for w in self.zygotes.values():
+            w.close(1.0)
+        self.zygotes.clear()
+        self.w = None
 
 
 class _GenerationLost(Exception):
@@ -238,7 +256,7 @@ class Executor:
         rel_tol: float = 1e-6,
         stderr_tail_bytes: int = 4096,
         isolation: str = "full",
-        preimport_numpy: bool = True,
+        preimport_numpy: bool | str = "auto",
         pipeline: int = 4,
     ) -> None:
         if not isinstance(workers, int) or workers < 1:
@@ -264,12 +282,15 @@ class Executor:
         if not isinstance(pipeline, int) or pipeline < 1:
             raise ValueError(f"pipeline must be an int >= 1 (tests handed to a child ahead), got {pipeline!r}")
         self.pipeline = pipeline
+        if preimport_numpy not in (True, False, "auto"):
+            raise ValueError("preimport_numpy must be True, False or 'auto' (a NumPy zygote for programs that "
+                             "mention numpy)")
+        self.preimport_numpy = preimport_numpy
         full = isolation == "full"
         self._zygote_cfg = {
             "namespaces": full,
             "drop_privileges": full,
             "seccomp": full,
-            "preimport_numpy": preimport_numpy,
             "tmp_mb": 256,
         }
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -280,7 +301,7 @@ class Executor:
 
         def start(s: _Slot) -> None:
             try:
-                s.ensure()
+                s.ensure(preimport_numpy is True)
             except BaseException as e:  # noqa: BLE001
                 errors.append(e)
 
@@ -367,11 +388,13 @@ class Executor:
 
     imap_unordered = judge_iter
 
-    def fork_exit_wait_s(self, n: int = 500) -> float:
+    def fork_exit_wait_s(self, n: int = 500, numpy: bool | None = None) -> float:
         """This host's bare fork + _exit + waitpid cost in seconds, measured inside a zygote (a plain
-        C fork of the pre-imported zygote interpreter). For benchmarks."""
+        C fork of the pre-imported zygote interpreter; ``numpy`` picks the zygote with NumPy loaded,
+        default: the one most programs use). For benchmarks."""
         fut: Future = Future()
-        self._jobs.put((fut, None, ("bench", n), False, None))
+        flavor = (self.preimport_numpy is True) if numpy is None else bool(numpy)
+        self._jobs.put((fut, None, ("bench", n, flavor), False, None))
         return fut.result()
 
     def close(self) -> None:
@@ -422,7 +445,7 @@ class Executor:
                 continue
             if code is None and isinstance(problem, tuple):  # bench request
                 try:
-                    slot.ensure()
+                    slot.ensure(problem[2])
                     fut.set_result(self._bench(slot, problem[1]))
                 except BaseException as e:  # noqa: BLE001
                     fut.set_exception(e)
@@ -461,9 +484,10 @@ class Executor:
         results: list[TestResult] = []
         k = 0
         lost = 0
+        use_numpy = self.preimport_numpy is True or (self.preimport_numpy == "auto" and b"numpy" in source)
         while k < n:
             try:
-                slot.ensure()
+                slot.ensure(use_numpy)
                 k, finished, ce = self._run_generation(slot, source, problem, k, tl, abs_tol, rel_tol, call, stop,
                                                        results)
             except _GenerationLost as e:
@@ -471,8 +495,7 @@ class Executor:
                 if lost >= 3:
                     return Result(Verdict.IE, sum(r.verdict == Verdict.AC for r in results), n, results,
                                   message=f"the judge's worker process failed repeatedly: {e}")
-                slot.w.close(0.2) if slot.w is not None else None
-                slot.w = None
+                slot.drop_current()
                 continue
             if ce is not None:
                 return Result(Verdict.CE, 0, n, [], message=ce)
