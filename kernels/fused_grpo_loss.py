@@ -24,8 +24,6 @@ import triton.language as tl
 from .grpo_loss import grpo_token
 from .token_logprobs import (
     MAX_GRID_ROWS,
-    _num_warps,
-    _row_pointer,
     default_block_v,
     row_logprob_stats,
     row_slices,
@@ -33,6 +31,16 @@ from .token_logprobs import (
 )
 
 N_TOKEN_ROWS = 8  # rows of the per-token output: pg, kl, ratio, nlr, flags, grad-of-logp, logp, entropy
+
+
+def _num_warps(block_v: int) -> int:
+    return 8 if block_v >= 2048 else 4
+
+
+@triton.jit
+def _row_pointer(base_ptr, row, L, stride_b, stride_l):
+    b = row // L
+    return base_ptr + b * stride_b + (row - b * L) * stride_l
 
 
 @triton.jit

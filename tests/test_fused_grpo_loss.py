@@ -317,10 +317,24 @@ def test_gpu_temperature_never_recompiles_and_many_tokens():
         loss, _ = fused_grpo_loss(leaf, target, old, adv, mask, temperature=T, eps_low=0.1 * T, eps_high=0.3)
         loss.backward()
         assert torch.isfinite(leaf.grad).all()
-    n_compiled = sum(len(c) for c in _fused_grpo_loss_kernel.device_caches.values()) if hasattr(
-        _fused_grpo_loss_kernel, "device_caches") else len(_fused_grpo_loss_kernel.cache[0])  # fmt: skip
+    # Triton 3.x: device_caches[device] = (kernel_cache, ...); one compiled variant for every temperature / eps
+    n_compiled = sum(len(entry[0]) for entry in _fused_grpo_loss_kernel.device_caches.values())
     assert n_compiled == 1
     _compare("cuda", B=1, L=70_000, V=8, entropy=False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="microcoder_fast/ops/__init__.py: importing microcoder_fast.ops.<op> binds the "
+    "submodule over the op's name on the package (integrator to fix; see the helper report)",
+)
+def test_public_namespace_returns_the_ops():
+    from microcoder_fast import ops
+
+    logits, target, old, ref, adv, mask = _inputs()
+    for _ in range(2):  # the second access must still be the op, not the submodule of the same name
+        assert callable(ops.fused_grpo_loss) and callable(ops.grpo_loss) and callable(ops.group_advantages)
+    ops.fused_grpo_loss(logits, target, old, adv, mask)
 
 
 def test_kernels_under_interpreter():
