@@ -152,7 +152,7 @@ def run_gpu(args) -> list[dict]:
         for v in args.vocab:
             logits, target, old, adv, mask = make_inputs(n, v, dtype, "cuda")
             # fp32 reference (chunked torch path, fp32 math): loss and d(logits)
-            ref_grad = torch.empty(logits.shape, dtype=torch.float32, device="cuda")
+            ref_grad = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
             ref_loss, _, _ = fused_grpo_loss_chunked(logits, target, old, adv, mask, None, T, 0.2, 0.28, 0.0, None,
                                                      "token-mean", None, ref_grad, False)  # fmt: skip
             floor_fwd = logits.numel() * logits.element_size()
@@ -208,7 +208,7 @@ def run_gpu(args) -> list[dict]:
                         del x, loss
                         gx = None
                     except Exception as exc:  # noqa: BLE001 - a provider failing is a row, not a crash
-                        row.update(error=f"{type(exc).__name__}: {str(exc)[:80]}")
+                        row.update(error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}")
                     torch.cuda.empty_cache()
                     rows.append(row)
                     print(json.dumps(row), flush=True)
