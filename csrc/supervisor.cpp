@@ -362,6 +362,14 @@ public:
         }
     }
 
+    // Stop following the running generation without waiting for its EXIT report: the child has reported
+    // everything needed (it exits by itself, or was sent END or KILL). The zygote reaps and cleans it
+    // before it reads the next RUN frame; its EXIT frame is skipped when it arrives.
+    void detach_generation() {
+        end_generation();
+        ++pending_exits_;
+    }
+
     // Release the per-generation resources (control socket, unread outputs).
     void end_generation() {
         close_fd(ctl_);
@@ -415,7 +423,13 @@ private:
         char tmp[65536];
         for (;;) {
             bool too_big;
-            if (pop_frame(zbuf_, type, payload, 1ull << 40, too_big)) return 1;
+            if (pop_frame(zbuf_, type, payload, 1ull << 40, too_big)) {
+                if (type == kExit && pending_exits_ > 0) {
+                    --pending_exits_;
+                    continue;
+                }
+                return 1;
+            }
             if (too_big) return -1;
             double rem = deadline - now_s();
             if (rem <= 0) return 0;
@@ -441,6 +455,10 @@ private:
                 return "ole";
             }
             if (pop_frame(zbuf_, type, payload, 1ull << 32, too_big)) {
+                if (type == kExit && pending_exits_ > 0) {  // a detached generation's report
+                    --pending_exits_;
+                    continue;
+                }
                 if (type == kExit) {
                     close_fd(ctl_);
                     ctl_eof_ = true;
@@ -495,6 +513,7 @@ private:
     bool ctl_eof_ = true;
     std::string cbuf_;
     std::vector<Out> outputs_;
+    int pending_exits_ = 0;
 };
 
 void init_supervisor(py::module_& m) {
@@ -517,6 +536,7 @@ void init_supervisor(py::module_& m) {
         .def("wait_event", &Worker::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
         .def("take_output", &Worker::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
         .def("end_generation", &Worker::end_generation)
+        .def("detach_generation", &Worker::detach_generation)
         .def("zygote_alive", &Worker::zygote_alive)
         .def("close", &Worker::close_all, py::arg("grace_s") = 1.0);
 }

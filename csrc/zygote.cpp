@@ -243,8 +243,20 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
     uint32_t type;
     std::string payload;
     std::vector<int> fds;
+    // a frame that arrived while a generation was running (the supervisor pipelines the next RUN)
+    bool have_pending = false;
+    uint32_t p_type = 0;
+    std::string p_payload;
+    std::vector<int> p_fds;
     for (;;) {
-        if (!recv_frame(z.sock, type, payload, fds)) return py::none();
+        if (have_pending) {
+            have_pending = false;
+            type = p_type;
+            payload.swap(p_payload);
+            fds.swap(p_fds);
+        } else if (!recv_frame(z.sock, type, payload, fds)) {
+            return py::none();
+        }
         if (type == kBench) {
             long n = std::strtol(payload.c_str(), nullptr, 10);
             if (n <= 0) n = 200;
@@ -312,23 +324,29 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
         for (;;) {
             struct pollfd pf[2];
             int n = 0;
-            pf[n++] = {z.sock, static_cast<short>(eof ? 0 : POLLIN), 0};
+            pf[n++] = {z.sock, static_cast<short>(eof || have_pending ? 0 : POLLIN), 0};
             if (pidfd >= 0) pf[n++] = {pidfd, POLLIN, 0};
             int pr = ::poll(pf, static_cast<nfds_t>(n), pidfd >= 0 ? -1 : 5);
             if (pr < 0 && errno != EINTR) break;
-            if (pr > 0 && !eof && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            if (pr > 0 && !eof && !have_pending && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
                 uint32_t t2;
                 std::string p2;
                 std::vector<int> f2;
                 if (!recv_frame(z.sock, t2, p2, f2)) {
                     eof = true;  // supervisor gone: kill the generation and exit after reaping it
                     kill_tree(z, pid);
-                } else {
+                } else if (t2 == kKill) {
                     for (int fd : f2) ::close(fd);
-                    if (t2 == kKill && !killed) {
+                    if (!killed) {
                         killed = true;
                         kill_tree(z, pid);
                     }
+                } else {
+                    // the next request: keep it (and stop reading) until this generation is reaped
+                    have_pending = true;
+                    p_type = t2;
+                    p_payload.swap(p2);
+                    p_fds.swap(f2);
                 }
             }
             pid_t r = ::wait4(pid, &status, pidfd >= 0 && pr > 0 && (pf[1].revents & POLLIN) ? 0 : WNOHANG, &ru);

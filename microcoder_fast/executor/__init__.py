@@ -48,13 +48,34 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
 * host hygiene: ``close()`` / ``__exit__`` / ``atexit`` end the zygotes (EOF on their socket, then
   SIGKILL) and reap them; a dead zygote is restarted and the generation retried (IE after 3 failures).
 
+Fork cost: the zygote deliberately does not import ``threading`` or ``random`` (their at-fork hooks would
+run in every child: about 170 page faults per fork); programs that import them get fresh modules.
+
 Known limits: a program shares its generation child with the harness that reports its per-test status,
 so it could forge the status of its own tests (for example hide a nonzero exit after printing the right
 answer); it can never see expected outputs. State a program leaves inside imported modules carries over
 between the tests of one generation (never between generations).
 """
 
-from microcoder_fast.executor import compare
-from microcoder_fast.executor.api import Executor, Problem, Result, TestCase, TestResult, Verdict
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict", "compare"]
+
+_API = {"Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict"}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that the zygote (which imports this package's _zygote/_child/compare) never imports api.py
+    # and with it threading: threading's at-fork hook alone costs every fork ~125 page faults.
+    if name in _API:
+        return getattr(importlib.import_module("microcoder_fast.executor.api"), name)
+    if name == "compare":
+        return importlib.import_module("microcoder_fast.executor.compare")
+    raise AttributeError(f"module 'microcoder_fast.executor' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

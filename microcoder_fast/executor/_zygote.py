@@ -21,10 +21,11 @@ MAGIC = 0x4D434631
 T_RUN, T_KILL, T_READY, T_EXIT, T_ZERR, T_BENCH, T_BENCH_RESULT = 1, 2, 3, 4, 5, 6, 7
 
 # Modules the judged programs commonly import: pre-imported so a generation pays nothing for them.
+# Not threading, queue, random or statistics: their at-fork hooks would run in every forked child.
 PREIMPORT = (
     "abc array bisect builtins cmath collections collections.abc contextlib copy dataclasses datetime "
-    "decimal enum fractions functools heapq io itertools json math numbers operator queue random re "
-    "statistics string sys threading time typing unicodedata warnings weakref textwrap traceback "
+    "decimal enum fractions functools heapq io itertools json math numbers operator re "
+    "string sys time typing unicodedata warnings weakref textwrap traceback "
     "linecache types struct hashlib base64 pprint inspect dis"
 ).split()
 
@@ -37,13 +38,31 @@ from math import *
 from itertools import *
 from functools import *
 from string import *
-import collections, heapq, bisect, math, itertools, functools, string, re, operator, random, sys, json
-import copy, array, datetime, decimal, fractions, statistics, typing
+import collections, heapq, bisect, math, itertools, functools, string, re, operator, sys, json
+import copy, array, datetime, decimal, fractions, typing
+random = _LazyModule("random")
+statistics = _LazyModule("statistics")
 try:
     from sortedcontainers import SortedList, SortedDict, SortedSet
 except ImportError:
     pass
 """
+
+
+class _LazyModule:
+    """Stands in for a module in the call-mode prelude and imports it on first attribute access, so the
+    zygote never imports it (see PREIMPORT)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> object:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r} (imported on first use)>"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -188,6 +207,7 @@ class Zygote:
                 importlib.import_module(name)
             except Exception:
                 pass
+        self.layers["numpy_preimported"] = False
         if self.cfg.get("preimport_numpy", True):
             try:
                 import numpy  # noqa: F401
@@ -206,8 +226,9 @@ class Zygote:
                 return json.dumps(value)
 
         self.encode_value = encode_value
-        self.prelude: dict = {}
+        self.prelude: dict = {"_LazyModule": _LazyModule}
         exec(compile(PRELUDE_SOURCE, "<prelude>", "exec"), self.prelude)
+        self.prelude.pop("_LazyModule", None)
         self.prelude.pop("__builtins__", None)
         import builtins
 
@@ -328,6 +349,7 @@ def main() -> None:
     z.preimport()
     z.setup_isolation()
     z.prepare_children()
+    z.layers["fork_hook_modules"] = sorted(m for m in ("threading", "random", "logging") if m in sys.modules)
     gc.collect()
     gc.freeze()
     try:

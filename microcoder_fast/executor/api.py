@@ -22,6 +22,10 @@ from microcoder_fast.executor import compare as _compare
 FRAME_COMPILED, FRAME_CE, FRAME_RESULT = 13, 14, 12
 Z_READY, Z_EXIT, Z_ERR, Z_BENCH, Z_BENCH_RESULT = 3, 4, 5, 6, 7
 
+# sources longer than this report the end of compilation apart (must match _child.COMPILED_REPORT_BYTES);
+# shorter ones compile in milliseconds, which the first test's start-up slack covers
+COMPILED_REPORT_BYTES = 65536
+START_SLACK_S = 0.5
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -581,50 +585,62 @@ class Executor:
                 sent += 1
 
         fill()
-        # compilation has its own budget (at least 10 s, so a 10 MB source compiles)
         t0 = time.perf_counter()
-        ev = self._wait(slot, max(tl, 10.0) + 1.0)
-        if ev[0] == "ctl" and ev[1] == FRAME_CE:
-            self._await_exit(slot)
-            return n, True, ev[2].decode("utf-8", "replace")
-        if not (ev[0] == "ctl" and ev[1] == FRAME_COMPILED):
-            tr = self._abnormal(slot, ev, k, time.perf_counter() - t0, call, problem, abs_tol, rel_tol)
-            results.append(tr)
-            k += 1
-            failed = tr.verdict != Verdict.AC
-            return (n if failed and stop else k), (failed and stop) or k >= n, None
-        t0 = time.perf_counter()
+        slack = START_SLACK_S  # fork, sandbox entry and compiling a short source, before the first test
+        if len(source) > COMPILED_REPORT_BYTES:
+            # a long source: compilation has its own budget (at least 10 s, so a 10 MB source compiles)
+            ev = self._wait(slot, max(tl, 10.0) + 1.0)
+            if not (ev[0] == "ctl" and ev[1] in (FRAME_COMPILED, FRAME_CE)):
+                tr = self._abnormal(slot, ev, k, time.perf_counter() - t0, call, problem, abs_tol, rel_tol)
+                results.append(tr)
+                k += 1
+                failed = tr.verdict != Verdict.AC
+                return (n if failed and stop else k), (failed and stop) or k >= n, None
+            if ev[1] == FRAME_CE:
+                slot.w.detach_generation()
+                return n, True, ev[2].decode("utf-8", "replace")
+            t0 = time.perf_counter()
+            slack = 0.0
         while k < n:
-            ev = self._wait(slot, tl - (time.perf_counter() - t0))
+            ev = self._wait(slot, tl + slack - (time.perf_counter() - t0))
             wall = time.perf_counter() - t0
             kind, ftype, payload = ev
+            if kind == "ctl" and ftype == FRAME_CE:
+                slot.w.detach_generation()  # the child exits by itself
+                return n, True, payload.decode("utf-8", "replace")
             if kind == "ctl" and ftype == FRAME_RESULT:
                 head, value = _parse_result(payload)
                 if head["index"] != k:
                     raise _GenerationLost(f"result for test {head['index']} while test {k} was running")
                 out, size, tail = w.take_output(k, self.output_limit, self.stderr_tail_bytes)
-                tr = self._from_harness(k, head, value, out, size, tail, wall, call, problem, abs_tol, rel_tol)
+                tr = self._from_harness(k, head, value, out, size, tail, head["wall_s"], call, problem,
+                                        abs_tol, rel_tol)
+                if tr.verdict == Verdict.AC and head["wall_s"] > tl:
+                    tr.verdict, tr.message = Verdict.TLE, f"took {head['wall_s']:.3f} s (limit {tl:g} s)"
                 results.append(tr)
                 t0 = time.perf_counter()
+                slack = 0.0
                 k += 1
                 failed = tr.verdict != Verdict.AC
+                # From here on the child's exit status is not needed: the zygote reaps and cleans it
+                # before it starts the next generation, and its EXIT report is skipped.
                 if k >= n:  # the child exits by itself after the last test
-                    self._await_exit(slot)
+                    w.detach_generation()
                     return k, True, None
                 if failed and stop:
                     if sent > k:
-                        self._await_exit(slot, kill=True)
+                        w.kill_generation()
                     else:
                         w.send_end()
-                        self._await_exit(slot)
+                    w.detach_generation()
                     return n, True, None
                 if head.get("dirty"):
-                    self._await_exit(slot)
+                    w.detach_generation()
                     return k, False, None
                 fill()
                 continue
             if kind == "ctl":
-                continue  # a frame the protocol does not expect here: ignore it
+                continue  # COMPILED of a short source, or a frame the protocol does not expect: ignore
             tr = self._abnormal(slot, ev, k, wall, call, problem, abs_tol, rel_tol)
             results.append(tr)
             k += 1
@@ -724,9 +740,9 @@ class Executor:
 
 
 def _parse_result(payload: bytes) -> tuple[dict, bytes]:
-    """RESULT frame: b"index status dirty cpu_s maxrss_kb exc\n" + JSON message + b"\n" + value."""
+    """RESULT frame: b"index status dirty cpu_s maxrss_kb exc wall_s\n" + JSON message + b"\n" + value."""
     nl = payload.index(b"\n")
-    index, status, dirty, cpu, rss, exc = payload[:nl].split()
+    index, status, dirty, cpu, rss, exc, wall = payload[:nl].split()
     nl2 = payload.index(b"\n", nl + 1)
     message = json.loads(payload[nl + 1:nl2])
     head = {
@@ -737,6 +753,7 @@ def _parse_result(payload: bytes) -> tuple[dict, bytes]:
         "maxrss_kb": int(rss),
         "exc": None if exc == b"-" else exc.decode("ascii", "replace"),
         "message": message,
+        "wall_s": float(wall),
     }
     return head, payload[nl2 + 1:]
 
