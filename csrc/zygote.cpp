@@ -154,6 +154,20 @@ void kill_tree(const Zy& z, pid_t child) {
     ::kill(child, SIGKILL);
 }
 
+// SIGKILL every direct child listed in /proc/self/task/<tid>/children. False if that file is unavailable.
+bool kill_direct_children() {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/self/task/%ld/children", static_cast<long>(syscall(SYS_gettid)));
+    FILE* f = std::fopen(path, "r");
+    if (!f) return false;
+    long pid;
+    while (std::fscanf(f, "%ld", &pid) == 1) {
+        if (pid > 0) ::kill(static_cast<pid_t>(pid), SIGKILL);
+    }
+    std::fclose(f);
+    return true;
+}
+
 // After the generation child is reaped: anything still alive below the zygote is a leftover of it.
 void kill_strays(const Zy& z, pid_t child) {
     for (int round = 0; round < 100; ++round) {
@@ -163,6 +177,8 @@ void kill_strays(const Zy& z, pid_t child) {
         if (r > 0) continue;
         if (z.pid1) {
             ::kill(-1, SIGKILL);
+        } else if (kill_direct_children()) {
+            // the zygote is a child subreaper: every orphan of the generation is its direct child
         } else if (z.uid >= 0) {
             pid_t rp = fork();
             if (rp == 0) {

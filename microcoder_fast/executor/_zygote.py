@@ -289,7 +289,7 @@ class Zygote:
             sandbox.set_child_subreaper()
         self.layers["kill_descendants"] = (
             "pid namespace (kill -1 as its init)" if self.pid1 else
-            ("kill -1 as the per-worker uid" if self.uid >= 0 else "process group of the child only")
+            "child subreaper: every orphan of the generation is killed"
         )
         self.layers["seccomp"] = bool(cfg.get("seccomp", True)) and sandbox.seccomp_supported()
         self.tmp_root = "/tmp"
