@@ -98,9 +98,8 @@ def make_runner(fn, h, w, t, mode: str):
 
     def run():
         lp = fn(hh, ww, t)
-        lp.sum().backward()
-        hh.grad = None
-        ww.grad = None
+        grads = torch.autograd.grad(lp.sum(), (hh, ww))
+        del grads
         return lp
 
     return run
