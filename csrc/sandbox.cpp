@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
@@ -282,6 +283,19 @@ void init_sandbox(py::module_& m) {
             return ((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) / (n > 0 ? n : 1);
         },
         py::arg("n"));
+    sb.def(
+        "set_default_thread_stack",
+        [](long long bytes) {
+            // glibc sizes new threads' stacks from RLIMIT_STACK at start-up; the zygote raises that limit for
+            // the main thread only, so threads get the usual 8 MB unless a program asks otherwise.
+            pthread_attr_t a;
+            pthread_attr_init(&a);
+            int rc = pthread_attr_setstacksize(&a, static_cast<size_t>(bytes));
+            if (rc == 0) rc = pthread_setattr_default_np(&a);
+            pthread_attr_destroy(&a);
+            return rc == 0;
+        },
+        py::arg("bytes"));
     sb.def("seccomp_supported", []() {
 #if defined(__x86_64__) || defined(__aarch64__)
         return prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;

@@ -45,6 +45,11 @@ IDIOMS = {
         "import sys\nsys.setrecursionlimit(10**6)\ndef f(n): return 0 if n==0 else 1+f(n-1)\n"
         "assert f(200000)==200000\nd=open(0).read().split()\nprint(sum(map(int,d[1:])))"
     ),
+    "deep_recursion_through_lru_cache": (
+        "import sys\nfrom functools import lru_cache\nsys.setrecursionlimit(10**6)\n@lru_cache(None)\n"
+        "def f(n): return 0 if n==0 else f(n-1)+1\nassert f(100000)==100000\n"
+        "d=open(0).read().split()\nprint(sum(map(int,d[1:])))"
+    ),
     "threading_stack_size": (
         "import sys,threading\nthreading.stack_size(2**26)\nsys.setrecursionlimit(10**6)\n"
         "def main():\n    def f(n): return 0 if n==0 else 1+f(n-1)\n    f(100000)\n"

@@ -341,14 +341,43 @@ def atexit_clear() -> None:
     atexit._clear()
 
 
+STACK_BYTES = 1 << 30
+
+
+def _raise_stack_limit() -> None:
+    """Give the main thread of every generation a deep stack, as real judges do (deep recursion through C
+    functions such as functools.lru_cache overflows 8 MB). The stack's room in the address-space layout
+    is fixed at exec time, so the zygote raises RLIMIT_STACK and re-executes itself once."""
+    import resource
+
+    if "--stack-raised" in sys.argv:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+        os.execv(sys.executable, [*sys.orig_argv, "--stack-raised"])
+    except OSError:
+        pass  # keep the default stack
+
+
 def main() -> None:
+    _raise_stack_limit()
     os.closerange(4, 1 << 16)
+    from microcoder_fast._C import sandbox
+
+    sandbox.set_default_thread_stack(8 << 20)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].startswith("{") else {}
     z = Zygote(cfg)
     z.preimport()
     z.setup_isolation()
     z.prepare_children()
+    import resource
+
+    z.layers["main_thread_stack_bytes"] = resource.getrlimit(resource.RLIMIT_STACK)[0]
     z.layers["fork_hook_modules"] = sorted(m for m in ("threading", "random", "logging") if m in sys.modules)
     gc.collect()
     gc.freeze()
