@@ -1,6 +1,7 @@
 // Version and capability queries: what this build of the C++ core can do on this host.
 #include "info.h"
 
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -54,6 +55,22 @@ static py::dict capabilities() {
     }
     d["cpu_count"] = static_cast<long>(sysconf(_SC_NPROCESSORS_ONLN));
     d["is_root"] = (geteuid() == 0);
+    // What the executor's sandbox can use on this host (the zygotes report the layers actually active:
+    // microcoder_fast.executor.Executor(...).layers).
+    py::dict ex;
+    ex["fork_server"] = true;
+#if defined(__x86_64__) || defined(__aarch64__)
+    ex["seccomp_filter"] = true;
+#else
+    ex["seccomp_filter"] = false;
+#endif
+#ifdef SYS_pidfd_open
+    ex["pidfd"] = true;
+#else
+    ex["pidfd"] = false;
+#endif
+    ex["namespaces_and_uid_drop"] = (geteuid() == 0);
+    d["executor"] = ex;
     return d;
 }
 
