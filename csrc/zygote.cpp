@@ -383,8 +383,54 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
     }
 }
 
+// --- helpers for the harness inside a generation child (fewer Python objects touched = fewer pages copied)
+
+// Blocking: the next frame from the supervisor. A TEST frame's three descriptors (stdin, stdout, stderr
+// memfds) are put on fds 0, 1, 2 here. Returns (type, payload); (0, b"") on EOF.
+py::tuple child_next(int fd) {
+    uint32_t type = 0;
+    std::string payload;
+    std::vector<int> fds;
+    bool ok;
+    {
+        py::gil_scoped_release nogil;
+        ok = recv_frame(fd, type, payload, fds);
+        if (ok && type == kTest && fds.size() == 3) {
+            for (int i = 0; i < 3; ++i) {
+                if (dup2(fds[i], i) < 0) ok = false;
+            }
+        }
+        for (int f : fds) {
+            if (f > 3) ::close(f);
+        }
+    }
+    if (!ok) return py::make_tuple(0, py::bytes());
+    return py::make_tuple(type, py::bytes(payload));
+}
+
+bool child_send(int fd, uint32_t type, const std::string& payload) {
+    py::gil_scoped_release nogil;
+    return send_frame(fd, type, payload);
+}
+
+// (cpu seconds of this process, cpu seconds of its reaped children, max RSS KiB of either)
+py::tuple usage() {
+    struct rusage s, c;
+    getrusage(RUSAGE_SELF, &s);
+    getrusage(RUSAGE_CHILDREN, &c);
+    auto secs = [](const struct rusage& r) {
+        return r.ru_utime.tv_sec + r.ru_stime.tv_sec + (r.ru_utime.tv_usec + r.ru_stime.tv_usec) * 1e-6;
+    };
+    long rss = s.ru_maxrss > c.ru_maxrss ? s.ru_maxrss : c.ru_maxrss;
+    return py::make_tuple(secs(s), secs(c), rss);
+}
+
 void init_zygote_loop(py::module_& m) {
     py::module_ sb = m.attr("sandbox").cast<py::module_>();
+    sb.def("child_next", &child_next, py::arg("fd"));
+    sb.def("child_send", [](int fd, uint32_t type, py::bytes payload) { return child_send(fd, type, std::string(payload)); },
+           py::arg("fd"), py::arg("type"), py::arg("payload"));
+    sb.def("usage", &usage);
     sb.def("zygote_loop", &zygote_loop, py::arg("sock"), py::arg("workdir"), py::arg("uid"), py::arg("gid"),
            py::arg("pid1"), py::arg("seccomp"), py::arg("shared_dirs"),
            "Serve generations until the supervisor closes the socket (returns None); in a forked child, "

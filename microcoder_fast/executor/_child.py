@@ -22,54 +22,23 @@ import io
 import json
 import linecache
 import os
-import resource
 import signal
-import socket
-import struct
 import sys
 import time
 import traceback
 import types
 
-FRAME = struct.Struct("<IIQ")
-MAGIC = 0x4D434631
+from microcoder_fast._C import sandbox as _sandbox
+
 T_TEST, T_END, T_RESULT, T_COMPILED, T_CE = 10, 11, 12, 13, 14
 
 SOURCE_NAME = "solution.py"
 COMPILED_REPORT_BYTES = 65536  # must match api.COMPILED_REPORT_BYTES
 
 
-def _send(sock: socket.socket, ftype: int, payload: bytes) -> None:
-    sock.sendall(FRAME.pack(MAGIC, ftype, len(payload)) + payload)
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError("supervisor closed the control socket")
-        buf += chunk
-    return bytes(buf)
-
-
-def _recv_frame(sock: socket.socket) -> tuple[int, bytes, list[int]]:
-    fds: list[int] = []
-    head = b""
-    while len(head) < FRAME.size:
-        data, anc, _flags, _addr = sock.recvmsg(FRAME.size - len(head), socket.CMSG_SPACE(4 * 4))
-        for level, kind, cdata in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(cdata) // 4
-                fds.extend(struct.unpack(f"{n}i", cdata[: 4 * n]))
-        if not data:
-            raise EOFError("supervisor closed the control socket")
-        head += data
-    magic, ftype, length = FRAME.unpack(head)
-    if magic != MAGIC:
-        raise EOFError("corrupt frame")
-    payload = _recv_exact(sock, length) if length else b""
-    return ftype, payload, fds
+def _send(fd: int, ftype: int, payload: bytes) -> None:
+    if not _sandbox.child_send(fd, ftype, payload):
+        raise OSError("the control socket is gone")
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -90,7 +59,7 @@ class Harness:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: int,
         fn_name: str | None,
         source: bytes,
         builtins_snapshot: dict,
@@ -129,15 +98,11 @@ class Harness:
             frame = frame.f_back
         self.base_depth = depth + 3
         while True:
-            ftype, payload, fds = _recv_frame(self.sock)
-            if ftype == T_END:
-                for fd in fds:
-                    os.close(fd)
-                return
-            if ftype != T_TEST or len(fds) != 3:
+            ftype, payload = _sandbox.child_next(self.sock)  # a TEST's memfds are now fds 0, 1, 2
+            if ftype != T_TEST:
                 return
             index, last = payload.split()
-            self.run_test(int(index), fds)
+            self.run_test(int(index))
             if last == b"1":
                 return
 
@@ -238,15 +203,9 @@ class Harness:
         return False
 
     # ---------------------------------------------------------------------------------------------------
-    def run_test(self, index: int, fds: list[int]) -> None:
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-        for fd in fds:
-            if fd > 3:
-                os.close(fd)
+    def run_test(self, index: int) -> None:
         self._reset_process_state()
-        ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        rc0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_self0, cpu_children0, _ = _sandbox.usage()
         w0 = time.perf_counter()
         value = b""
         exc_name = None
@@ -261,16 +220,13 @@ class Harness:
         if after is not None and status == 0:
             status = after
         wall = time.perf_counter() - w0
-        ru1 = resource.getrusage(resource.RUSAGE_SELF)
-        rc1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) + (
-            rc1.ru_utime + rc1.ru_stime - rc0.ru_utime - rc0.ru_stime
-        )
+        cpu_self1, cpu_children1, maxrss = _sandbox.usage()
+        cpu = (cpu_self1 - cpu_self0) + (cpu_children1 - cpu_children0)
         dirty = self._dirty()
         self.tests_run += 1
         # "index status dirty cpu_s maxrss_kb exc wall_s\n" + message (JSON string) + "\n" + value
         head = b"%d %d %d %.6f %d %s %.6f\n" % (
-            index, status, dirty, cpu, max(ru1.ru_maxrss, rc1.ru_maxrss),
+            index, status, dirty, cpu, maxrss,
             (exc_name or "-").encode("ascii", "replace"), wall,
         )
         msg = json.dumps(message).encode() if message else b'""'
@@ -376,8 +332,7 @@ def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, prel
     """Entry point in the forked child, sandbox already entered (fd 3 = control socket). Never returns."""
     status = 0
     try:
-        sock = socket.socket(fileno=3)
-        h = Harness(sock, fn_name, source, builtins_snapshot, prelude, encode_value)
+        h = Harness(3, fn_name, source, builtins_snapshot, prelude, encode_value)
         if h.compile():
             h.serve()
     except BaseException:
