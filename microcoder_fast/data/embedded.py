@@ -6,8 +6,8 @@ its reference solution, e.g. "print n + 7". A tiny byte-level model can learn th
 supervised warm-up; what it gets wrong is mostly copying ``K`` into the right place and choosing between
 similar templates, which is exactly what reinforcement learning with a pass/fail reward can sharpen.
 
-Splits: every (family, K) pair is assigned to ``train`` or ``heldout`` by a fixed hash (about 1 in 4 goes
-to ``heldout``), so held-out problems are unseen combinations of seen templates and seen digits.
+Splits: every (family, K) pair is assigned to ``train`` or ``heldout`` by a fixed hash (2 of the 8 values of K per
+family go to ``heldout``), so held-out problems are unseen combinations of seen templates and seen digits.
 Tests are computed by plain Python functions here (the reference solutions' semantics), never by running code.
 """
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from microcoder_fast.data.problem import CodeProblem, TestPair
 
-K_VALUES = tuple(range(2, 60))
+K_VALUES = tuple(range(2, 10))
 TESTS_PER_PROBLEM = 4
 
 
@@ -99,6 +99,51 @@ FAMILIES: tuple[_Family, ...] = (
         lambda x, k: f"{str(x).strip() * k}\n",
     ),
     _Family(
+        "max2",
+        "Read two integers a and b on one line and print the larger of them plus {K}.",
+        "a, b = map(int, input().split())\nprint(max(a, b) + {K})",
+        None,
+        "",
+        lambda r: f"{_ints(r)} {_ints(r)}\n",
+        lambda x, k: f"{max(int(t) for t in str(x).split()) + k}\n",
+    ),
+    _Family(
+        "len",
+        "Read a word s and print its length times {K}.",
+        "s = input()\nprint(len(s) * {K})",
+        None,
+        "",
+        lambda r: f"{_word(r)}\n",
+        lambda x, k: f"{len(str(x).strip()) * k}\n",
+    ),
+    _Family(
+        "lines",
+        "Print the numbers 1 to {K}, one per line.",
+        "for i in range(1, {K} + 1):\n    print(i)",
+        None,
+        "",
+        lambda r: f"{r.randint(0, 9)}\n",
+        lambda x, k: "".join(f"{i}\n" for i in range(1, k + 1)),
+    ),
+    _Family(
+        "fsub",
+        "Complete the function f(x) so that it returns x - {K}.",
+        "def f(x):\n    return x - {K}",
+        "f",
+        "def f(x):",
+        lambda r: [_ints(r)],
+        lambda a, k: a[0] - k,  # type: ignore[index]
+    ),
+    _Family(
+        "fpow",
+        "Complete the function f(x) so that it returns x to the power {K}.",
+        "def f(x):\n    return x ** {K}",
+        "f",
+        "def f(x):",
+        lambda r: [_ints(r, -9, 9)],
+        lambda a, k: a[0] ** k,  # type: ignore[index]
+    ),
+    _Family(
         "fadd",
         "Complete the function f(x) so that it returns x + {K}.",
         "def f(x):\n    return x + {K}",
@@ -128,9 +173,16 @@ FAMILIES: tuple[_Family, ...] = (
 )
 
 
+HELDOUT_PER_FAMILY = 2
+
+
 def _split_of(family: str, k: int) -> str:
-    h = hashlib.sha256(f"microcoder-embedded:{family}:{k}".encode()).digest()[0]
-    return "heldout" if h % 4 == 0 else "train"
+    """Per family, the ``HELDOUT_PER_FAMILY`` values of K with the smallest hash are held out."""
+    def h(v: int) -> bytes:
+        return hashlib.sha256(f"microcoder-embedded:{family}:{v}".encode()).digest()
+
+    held = sorted(K_VALUES, key=h)[:HELDOUT_PER_FAMILY]
+    return "heldout" if k in held else "train"
 
 
 def _problem(fam: _Family, k: int) -> CodeProblem:

