@@ -8,23 +8,34 @@ Python, and copies no pages, while a child lives). Programs that mention ``numpy
 per worker, started on first use, that has NumPy pre-imported with one BLAS thread (NumPy's libraries
 roughly double the cost of every fork, so the others do not pay for it; ``preimport_numpy=True/False``
 forces one zygote kind). The child compiles the
-program once and runs the tests one at a time as the supervisor hands them over (lockstep): per test,
-fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode prelude and a fresh
-``Solution()`` in call mode), fd 0 re-pointed at a memfd holding the input, fd 1/2 at pipes the
-supervisor reads. The supervisor compares each output itself (expected outputs never enter a process
-untrusted code can read) and stops at the first failure when asked. If a program leaves the process in a
-state a fresh process would not have (``os._exit``, a fatal signal, daemon threads or children still
-running, a timeout), the child is discarded and a fresh one is forked for the remaining tests; every
-generation starts from a fresh fork of a clean zygote.
+program once and runs the tests one after another in the same process, up to ``pipeline`` tests handed
+over ahead: per test, fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode
+prelude and a fresh ``Solution()`` in call mode), and fds 0/1/2 re-pointed at three fresh memfds (the
+input, stdout, stderr) that the supervisor created and reads back itself. The supervisor compares each
+output (expected outputs never enter a process untrusted code can read) and stops the child at the first
+failure when asked. If a program leaves the process in a state a fresh process would not have
+(``os._exit``, a fatal signal, daemon threads or children still running, a timeout), the child is
+discarded and a fresh one is forked for the remaining tests; every generation starts from a fresh fork
+of a clean zygote. The first test's deadline includes a start-up slack of 0.5 s (fork, sandbox entry,
+compiling a short source; sources over 64 KiB report compilation apart, with its own budget of
+``max(time_limit_s, 10)`` s); each test's ``wall_s`` is measured inside the child around the program.
 
 Isolation layers (``Executor.layers`` reports which are active on this host):
 
 * time: a wall-clock deadline per test enforced by the supervisor (SIGKILL), ``RLIMIT_CPU`` as a backstop
   (SIGXCPU = TLE);
-* memory: ``RLIMIT_AS`` = ``memory_limit_mb`` (MemoryError or a fatal signal near the limit = MLE); NumPy
-  is pre-imported with one BLAS thread and ``MALLOC_ARENA_MAX=2`` so it fits well below the default;
-* output: stdout is capped by the supervisor (OLE), files by ``RLIMIT_FSIZE``; ``RLIMIT_NPROC`` (per
-  private uid), ``RLIMIT_NOFILE``, ``RLIMIT_CORE`` = 0, ``RLIMIT_MSGQUEUE`` = 0;
+* memory: ``RLIMIT_AS`` = ``memory_limit_mb`` (MemoryError or a fatal signal near the limit = MLE). The
+  limit counts the interpreter's own mappings: about 30 MB for the plain zygote, about 110 MB for the
+  NumPy one (one BLAS thread, ``MALLOC_ARENA_MAX=2``), so ``import numpy`` fits far below the 2048 MB
+  default. No cgroup memory controller is used (not needed for the verdict; cgroup v2 is not mounted on
+  these hosts);
+* output: ``RLIMIT_FSIZE`` = the output cap + 1 byte applies to the stdout memfd (and every file), and the
+  supervisor checks the size it reads back (OLE); a call-mode return value larger than the cap is OLE;
+  ``RLIMIT_NPROC`` (per private uid), ``RLIMIT_NOFILE`` 256, ``RLIMIT_CORE`` = 0, ``RLIMIT_MSGQUEUE`` = 0;
+* stack: the main thread may grow to 1 GiB (the zygote re-executes itself once with ``RLIMIT_STACK``
+  raised, since the stack's room is fixed at exec), so deep recursion through C functions such as
+  ``functools.lru_cache`` works as on real judges; other threads keep 8 MiB unless the program sets
+  ``threading.stack_size``;
 * namespaces (root only): the zygote unshares mount, PID, network, IPC and UTS namespaces and becomes PID 1
   of its PID namespace. Network: an empty namespace (loopback down), so no connection leaves or reaches
   the host. Filesystem: ``pivot_root`` into a fresh read-only root holding only read-only binds of the
@@ -41,9 +52,10 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
 * seccomp (x86-64 and aarch64): ptrace, process_vm_readv/writev, mount, unshare/setns, namespace flags of
   clone (clone3 answers ENOSYS), bpf, perf_event_open, keyctl, io_uring, kexec and module loading fail
   with EPERM; ``socket`` only creates AF_UNIX sockets;
-* descendants: everything a generation starts (``setsid``, double fork, daemons) is killed when the
-  generation ends: with the PID namespace the zygote, as its init, kills every other process; without it,
-  the zygote is a child subreaper and kills the generation's uid; without root, its process group;
+* descendants: everything a generation starts (``setsid``, double fork, daemons) is killed as soon as the
+  generation's child exits, before the worker starts its next generation (the Result may be delivered a
+  few milliseconds earlier): with the PID namespace the zygote, as its init, kills every other process;
+  without it the zygote is a child subreaper and kills every orphan it adopts;
 * environment: the zygote starts from a fixed minimal environment; nothing of the caller's leaks in;
 * host hygiene: ``close()`` / ``__exit__`` / ``atexit`` end the zygotes (EOF on their socket, then
   SIGKILL) and reap them; a dead zygote is restarted and the generation retried (IE after 3 failures).
