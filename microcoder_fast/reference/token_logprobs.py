@@ -46,25 +46,38 @@ def _row_chunks(B: int, L: int, V: int, chunk_elems: int) -> list[tuple[int, int
     return [(b, l0, min(L, l0 + rows)) for b in range(B) for l0 in range(0, L, rows)]
 
 
+def _scaled_fp32(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """x / T as a fresh fp32 tensor (never modifies x)."""
+    if x.dtype == torch.float32:
+        return x / temperature
+    return x.float().div_(temperature)
+
+
 def _chunk_stats(
     x: torch.Tensor, target: torch.Tensor, temperature: float, return_entropy: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    z = x.float() / temperature
-    m = z.amax(dim=-1)
-    m_safe = torch.where(m == float("-inf"), torch.zeros_like(m), m)
-    zc = z - m_safe.unsqueeze(-1)
-    e = torch.exp(zc)
-    s = e.sum(-1)
-    live = s > 0
-    s_safe = torch.where(live, s, torch.ones_like(s))
-    lse = torch.where(live, m_safe + torch.log(s_safe), torch.full_like(s, float("-inf")))
+    z = _scaled_fp32(x, temperature)
     zt = z.gather(-1, target.long().unsqueeze(-1)).squeeze(-1)
-    logp = torch.minimum(zt - lse, torch.zeros_like(zt))
-    logp = torch.where((zt == float("-inf")) | ~live, torch.full_like(logp, float("-inf")), logp)
+    m = z.amax(dim=-1)
+    dead = m == float("-inf")  # an all -inf row
+    m_safe = torch.where(dead, torch.zeros_like(m), m)
+    zc = z.sub_(m_safe.unsqueeze(-1))  # z - max, in place (z is ours)
+    if return_entropy:
+        zc.clamp_(min=torch.finfo(torch.float32).min)  # -inf -> finite: exp is still 0 and 0 * zc is 0
+        e = torch.exp(zc)
+    else:
+        e = zc.exp_()
+    s = e.sum(-1)
+    log_s = torch.log(torch.where(dead, torch.ones_like(s), s))
+    lse = torch.where(dead, torch.full_like(s, float("-inf")), m_safe + log_s)
+    # (z_t - max) - log s: no rounding at the logits' magnitude (exact for all-negative logits too)
+    logp = torch.minimum((zt - m_safe) - log_s, torch.zeros_like(zt))
+    logp = torch.where((zt == float("-inf")) | dead, torch.full_like(logp, float("-inf")), logp)
     ent = None
     if return_entropy:
-        t = torch.where(e > 0, e * zc, torch.zeros_like(e)).sum(-1)
-        ent = torch.where(live, torch.log(s_safe) - t / s_safe, torch.zeros_like(s)).clamp(min=0.0)
+        t = (e * zc).sum(-1)  # sum e * (z - max) (torch's sum: cascaded, accurate for V ~ 1e5)
+        s_safe = torch.where(dead, torch.ones_like(s), s)
+        ent = torch.where(dead, torch.zeros_like(s), log_s - t / s_safe).clamp_(min=0.0)
     return logp, lse, ent
 
 
@@ -103,25 +116,34 @@ def softmax_grad_chunk(
     temperature: float,
     v_offset: int = 0,
 ) -> torch.Tensor:
-    """fp32 d loss / d logits for rows ``x`` [r, v] (global columns v_offset..v_offset+v) given the full lse."""
-    z = x.float() / temperature
-    live = (lse != float("-inf")).unsqueeze(-1)
-    lse_safe = torch.where(live.squeeze(-1), lse, torch.zeros_like(lse)).unsqueeze(-1)
-    p = torch.where(live, torch.exp(z - lse_safe), torch.zeros_like(z))
-    grad = torch.zeros_like(z)
+    """fp32 d loss / d logits for rows ``x`` [r, v] (global columns v_offset..v_offset+v) given the full lse.
+
+    d/dz_j [g_logp * logp_t + g_ent * H] = g_logp * (1[j = t] - p_j) - g_ent * p_j * (log p_j + H); then / T.
+    """
+    live = lse != float("-inf")
+    lse_safe = torch.where(live, lse, torch.zeros_like(lse))
+    # log p_j; -inf logits become -1e30 (p_j = 0 exactly, and 0 * coefficient stays 0 instead of NaN)
+    logp_all = _scaled_fp32(x, temperature).sub_(lse_safe.unsqueeze(-1)).clamp_(min=-1e30)
+    p = logp_all.exp()
+    if g_ent is not None and ent is not None:
+        coef = logp_all.add_(ent.unsqueeze(-1))
+        coef.mul_(g_ent.float().unsqueeze(-1))
+        if g_logp is not None:
+            coef.add_(g_logp.float().unsqueeze(-1))
+        grad = coef.mul_(p).neg_()
+    elif g_logp is not None:
+        grad = p.mul_(g_logp.float().unsqueeze(-1)).neg_()
+    else:
+        return torch.zeros_like(p)
     if g_logp is not None:
-        g = g_logp.float().unsqueeze(-1)
-        grad = grad - p * g
         local = target.long() - v_offset
-        inside = (local >= 0) & (local < z.shape[-1])
+        inside = (local >= 0) & (local < grad.shape[-1])
         rows = inside.nonzero().squeeze(-1)
         if rows.numel():
             grad[rows, local[rows]] += g_logp.float()[rows]
-    if g_ent is not None and ent is not None:
-        logp_all = torch.where(p > 0, z - lse_safe, torch.zeros_like(z))
-        grad = grad - g_ent.float().unsqueeze(-1) * p * (logp_all + ent.unsqueeze(-1))
-    grad = torch.where(live, grad, torch.zeros_like(grad))
-    return grad / temperature
+    if not bool(live.all()):
+        grad[~live] = 0.0
+    return grad.div_(temperature)
 
 
 def token_logprobs_backward_chunked(
