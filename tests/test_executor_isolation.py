@@ -67,7 +67,16 @@ def test_layers_are_reported(ex):
         assert key in layers
 
 
+def _need(ex: Executor, what: str) -> None:
+    layers = ex.layers
+    if what == "mnt" and "mnt" not in layers.get("namespaces", []):
+        pytest.skip(f"no mount namespace on this host: {layers.get('namespaces_error', 'not root')}")
+    if what == "uid" and layers.get("uid") is None:
+        pytest.skip("privileges are not dropped on this host (not root)")
+
+
 def test_write_outside_work_dir_does_not_reach_host(ex, tmp_path):
+    _need(ex, "mnt")
     marker = f"mcf-marker-{uuid.uuid4().hex}"
     targets = [f"/tmp/{marker}", str(tmp_path / marker), f"/dev/shm/{marker}", f"/var/tmp/{marker}",
                os.path.join(os.getcwd(), marker)]
@@ -157,6 +166,7 @@ def test_setsid_double_fork_daemon_does_not_survive(ex):
 
 
 def test_caller_environment_is_not_visible(ex):
+    _need(ex, "uid")  # with the caller's uid, /proc/<caller>/environ would be readable
     code = (
         "import os\nfound=[k for k in os.environ if 'MCF_CALLER' in k]\n"
         "for d in os.listdir('/proc'):\n"
@@ -195,6 +205,7 @@ def test_expected_answer_cannot_be_read_from_judge_memory(ex):
     """The program hunts for the expected output (a random token with a known prefix) everywhere it can
     reach: /proc of every visible process (environ, cmdline, mem via maps), its own memory, open
     descriptors, files under /tmp. It prints what it finds; finding nothing gives a wrong answer."""
+    _need(ex, "uid")  # with the caller's uid its memory would be readable through /proc
     token = "MCFSECRET" + secrets.token_hex(12)
     p = Problem(tests=[TestCase("", token + "\n")])
     code = r'''
