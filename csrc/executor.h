@@ -40,6 +40,7 @@ enum FrameType : uint32_t {
     kResult = 12,   // payload: JSON header line, '\n', value text (call mode)
     kCompiled = 13, // the program compiled; tests may be sent
     kCompileError = 14,
+    kSetupError = 15,  // the child could not enter the sandbox (payload: the step that failed)
 };
 
 // What a generation child needs to sandbox itself (filled by the zygote before fork).

@@ -316,10 +316,9 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
             PyOS_AfterFork_Child();
             const char* what = "";
             if (enter_child_core(c, &what) != 0) {
-                const char* msg = "microcoder_fast sandbox setup failed: ";
-                ssize_t ignored = ::write(2, msg, std::strlen(msg));
-                ignored = ::write(2, what, std::strlen(what));
-                (void)ignored;
+                std::string msg = std::string("sandbox setup failed in the generation child: ") + what + ": " +
+                                  std::strerror(errno);
+                if (!send_frame(3, kSetupError, msg)) send_frame(c.ctl_fd, kSetupError, msg);
                 _exit(112);
             }
             py::object fn = fn_name == "-" ? py::object(py::none()) : py::object(py::str(fn_name));

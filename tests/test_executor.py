@@ -135,6 +135,10 @@ def test_nonzero_exit_after_correct_output_is_runtime_error(ex):
 def test_os_exit_nonzero_after_correct_output_is_runtime_error(ex):
     r = judge1(ex, "import os\nd=open(0).read().split()\nprint(sum(map(int,d[1:])),flush=True)\nos._exit(2)")
     assert r.verdict == Verdict.RE and r.tests[0].exit_code == 2
+    # no exit status can pass for a judge failure
+    for status in (111, 112, 113, 114):
+        r = judge1(ex, f"import os\nos._exit({status})")
+        assert r.verdict == Verdict.RE and r.tests[0].exit_code == status
 
 
 def test_uncaught_exception_is_runtime_error_with_stderr_tail(ex):

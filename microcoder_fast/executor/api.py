@@ -19,7 +19,7 @@ from enum import Enum
 
 from microcoder_fast.executor import compare as _compare
 
-FRAME_COMPILED, FRAME_CE, FRAME_RESULT = 13, 14, 12
+FRAME_COMPILED, FRAME_CE, FRAME_RESULT, FRAME_SETUP_ERROR = 13, 14, 12, 15
 Z_READY, Z_EXIT, Z_ERR, Z_BENCH, Z_BENCH_RESULT = 3, 4, 5, 6, 7
 
 # sources longer than this report the end of compilation apart (must match _child.COMPILED_REPORT_BYTES);
@@ -590,6 +590,9 @@ class Executor:
         if len(source) > COMPILED_REPORT_BYTES:
             # a long source: compilation has its own budget (at least 10 s, so a 10 MB source compiles)
             ev = self._wait(slot, max(tl, 10.0) + 1.0)
+            if ev[0] == "ctl" and ev[1] == FRAME_SETUP_ERROR:
+                self._await_exit(slot)
+                raise _GenerationLost(ev[2].decode("utf-8", "replace"))
             if not (ev[0] == "ctl" and ev[1] in (FRAME_COMPILED, FRAME_CE)):
                 tr = self._abnormal(slot, ev, k, time.perf_counter() - t0, call, problem, abs_tol, rel_tol)
                 results.append(tr)
@@ -608,6 +611,9 @@ class Executor:
             if kind == "ctl" and ftype == FRAME_CE:
                 slot.w.detach_generation()  # the child exits by itself
                 return n, True, payload.decode("utf-8", "replace")
+            if kind == "ctl" and ftype == FRAME_SETUP_ERROR:
+                self._await_exit(slot)
+                raise _GenerationLost(payload.decode("utf-8", "replace"))
             if kind == "ctl" and ftype == FRAME_RESULT:
                 head, value = _parse_result(payload)
                 if head["index"] != k:
@@ -716,9 +722,7 @@ class Executor:
             tr.verdict, tr.message = Verdict.OLE, f"output passed the limit of {self.output_limit} bytes"
             return tr
         if tr.exit_code is not None:
-            if tr.exit_code in (112, 113, 114):
-                tr.verdict, tr.message = Verdict.IE, f"the judge's child harness failed (status {tr.exit_code})"
-            elif tr.exit_code == 0 and not call:
+            if tr.exit_code == 0 and not call:
                 tr.verdict, tr.message = self._compare(k, out, b"", call, problem, abs_tol, rel_tol)
             elif tr.exit_code == 0:
                 tr.verdict, tr.message = Verdict.RE, "the program exited instead of returning a value"
