@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from microcoder_fast.data.embedded import FAMILIES, load_embedded
+from microcoder_fast.data.embedded import FORMATS, OPERATIONS, load_embedded
 
 
 def test_deterministic_and_disjoint():
@@ -17,16 +17,18 @@ def test_deterministic_and_disjoint():
     ids_t, ids_h = {p.id for p in a}, {p.id for p in held}
     assert not ids_t & ids_h
     assert len(ids_t) + len(ids_h) == len(load_embedded("all"))
-    # every family appears in both splits, so held-out problems are unseen combinations of seen templates
-    fams = {f.name for f in FAMILIES}
-    assert {p.metadata["family"] for p in a} == fams == {p.metadata["family"] for p in held}
-    assert 0.15 < len(held) / (len(held) + len(a)) < 0.35
+    # held-out problems are unseen combinations: their format and their operation both occur in training
+    for p in held:
+        assert any(q.metadata["format"] == p.metadata["format"] for q in a)
+        assert any(q.metadata["operation"] == p.metadata["operation"] for q in a)
+    assert {p.metadata["operation"] for p in held} == {o.name for o in OPERATIONS}
+    assert len(held) + len(a) == len(FORMATS) * len(OPERATIONS)
 
 
 def test_problem_shape():
     for p in load_embedded("all"):
         assert p.solution and p.num_tests >= 3
-        assert str(p.metadata["K"]) in p.question and str(p.metadata["K"]) in p.solution
+        assert p.solution.startswith(p.starter_code)
         if p.fn_name is not None:
             assert p.starter_code.startswith(f"def {p.fn_name}(")
             for t in p.tests():
@@ -58,10 +60,7 @@ def _python_oracle(p):
 
 def test_reference_solutions_pass_their_tests():
     probs = load_embedded("all")
-    by_family = {}
-    for p in probs:
-        by_family.setdefault(p.metadata["family"], p)
-    for p in by_family.values():
+    for p in probs[::5]:
         _python_oracle(p)
 
 
@@ -69,7 +68,7 @@ def test_reference_solutions_pass_in_the_executor():
     ex_mod = pytest.importorskip("microcoder_fast.executor")
     if not hasattr(ex_mod, "Executor"):
         pytest.skip("executor not built")
-    probs = load_embedded("all")[::7]
+    probs = load_embedded("all")
     with ex_mod.Executor(workers=2) as ex:
         results = ex.judge([(p.solution, p.to_problem()) for p in probs])
     bad = [(p.id, str(r.verdict)) for p, r in zip(probs, results) if r.reward != 1.0]

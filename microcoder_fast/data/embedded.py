@@ -1,221 +1,149 @@
 """The embedded tiny problem set: small stdin and call-mode problems, generated deterministically.
 
-Used by the default ``microcoder-train`` run (no downloads) and by the tests. Each problem belongs to a
-*family* (a program template) and carries one integer parameter ``K`` that appears in its statement and in
-its reference solution, e.g. "print n + 7". A tiny byte-level model can learn the templates from a short
-supervised warm-up; what it gets wrong is mostly copying ``K`` into the right place and choosing between
-similar templates, which is exactly what reinforcement learning with a pass/fail reward can sharpen.
+Used by the default ``microcoder-train`` run (no downloads) and by the tests. A problem combines an *input
+format* (how the program gets its number n: one integer from stdin, the sum or product of two integers on a
+line, the sum of a line of integers, or a function argument / the sum of two arguments in call mode) with an
+*operation* on n stated in words ("print n doubled", "return n squared", ...). Its reference solution is
+the format's reading code followed by the operation's expression.
 
-Splits: every (family, K) pair is assigned to ``train`` or ``heldout`` by a fixed hash (2 of the 8 values of K per
-family go to ``heldout``), so held-out problems are unseen combinations of seen templates and seen digits.
+Splits: for every operation, two formats (chosen by a fixed hash) are held out, so each held-out problem is
+an unseen *combination* of a format and an operation that both appear in training. A tiny model that
+learns the parts from a short supervised warm-up gets some combinations right and samples them unreliably:
+that is the room reinforcement learning has to improve held-out pass@1.
 Tests are computed by plain Python functions here (the reference solutions' semantics), never by running code.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from microcoder_fast.data.problem import CodeProblem, TestPair
 
-K_VALUES = tuple(range(2, 10))
 TESTS_PER_PROBLEM = 4
+HELDOUT_PER_OPERATION = 2
 
 
 @dataclass(frozen=True)
-class _Family:
+class _Format:
     name: str
-    statement: str  # format with K
-    solution: str  # format with K
-    fn_name: str | None  # None: stdin mode
-    starter: str  # call mode starter code ("" for stdin)
-    make_input: Callable[[random.Random], object]  # stdin: str; call: list of args
-    answer: Callable[[object, int], object]  # stdin: str output; call: return value
+    sentence: str  # statement text that introduces n
+    reading: str  # code that defines n (stdin) / function header and body prefix (call)
+    fn_name: str | None
+    starter: str
+    make_input: Callable[[random.Random], tuple[object, int]]  # (stdin text or call args, n)
 
 
-def _ints(rng: random.Random, lo: int = -50, hi: int = 99) -> int:
-    return rng.randint(lo, hi)
+@dataclass(frozen=True)
+class _Operation:
+    name: str
+    words: str  # "n doubled"
+    expr: str  # "n * 2"
+    fn: Callable[[int], int]
 
 
-def _word(rng: random.Random) -> str:
-    return "".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 4)))
+def _int(r: random.Random) -> int:
+    return r.randint(-30, 60)
 
 
-FAMILIES: tuple[_Family, ...] = (
-    _Family(
-        "add",
-        "Read an integer n from standard input and print n + {K}.",
-        "n = int(input())\nprint(n + {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r)}\n",
-        lambda x, k: f"{int(str(x)) + k}\n",
-    ),
-    _Family(
-        "sub",
-        "Read an integer n from standard input and print n - {K}.",
-        "n = int(input())\nprint(n - {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r)}\n",
-        lambda x, k: f"{int(str(x)) - k}\n",
-    ),
-    _Family(
-        "mul",
-        "Read an integer n from standard input and print n * {K}.",
-        "n = int(input())\nprint(n * {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r)}\n",
-        lambda x, k: f"{int(str(x)) * k}\n",
-    ),
-    _Family(
-        "mod",
-        "Read a non-negative integer n from standard input and print n % {K}.",
-        "n = int(input())\nprint(n % {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r, 0, 999)}\n",
-        lambda x, k: f"{int(str(x)) % k}\n",
-    ),
-    _Family(
-        "sum2",
-        "Read two integers a and b on one line and print a + b + {K}.",
-        "a, b = map(int, input().split())\nprint(a + b + {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r)} {_ints(r)}\n",
-        lambda x, k: f"{sum(int(t) for t in str(x).split()) + k}\n",
-    ),
-    _Family(
-        "rep",
-        "Read a word s and print s repeated {K} times.",
-        "s = input()\nprint(s * {K})",
-        None,
-        "",
-        lambda r: f"{_word(r)}\n",
-        lambda x, k: f"{str(x).strip() * k}\n",
-    ),
-    _Family(
-        "max2",
-        "Read two integers a and b on one line and print the larger of them plus {K}.",
-        "a, b = map(int, input().split())\nprint(max(a, b) + {K})",
-        None,
-        "",
-        lambda r: f"{_ints(r)} {_ints(r)}\n",
-        lambda x, k: f"{max(int(t) for t in str(x).split()) + k}\n",
-    ),
-    _Family(
-        "len",
-        "Read a word s and print its length times {K}.",
-        "s = input()\nprint(len(s) * {K})",
-        None,
-        "",
-        lambda r: f"{_word(r)}\n",
-        lambda x, k: f"{len(str(x).strip()) * k}\n",
-    ),
-    _Family(
-        "lines",
-        "Print the numbers 1 to {K}, one per line.",
-        "for i in range(1, {K} + 1):\n    print(i)",
-        None,
-        "",
-        lambda r: f"{r.randint(0, 9)}\n",
-        lambda x, k: "".join(f"{i}\n" for i in range(1, k + 1)),
-    ),
-    _Family(
-        "fsub",
-        "Complete the function f(x) so that it returns x - {K}.",
-        "def f(x):\n    return x - {K}",
-        "f",
-        "def f(x):",
-        lambda r: [_ints(r)],
-        lambda a, k: a[0] - k,  # type: ignore[index]
-    ),
-    _Family(
-        "fpow",
-        "Complete the function f(x) so that it returns x to the power {K}.",
-        "def f(x):\n    return x ** {K}",
-        "f",
-        "def f(x):",
-        lambda r: [_ints(r, -9, 9)],
-        lambda a, k: a[0] ** k,  # type: ignore[index]
-    ),
-    _Family(
-        "fadd",
-        "Complete the function f(x) so that it returns x + {K}.",
-        "def f(x):\n    return x + {K}",
-        "f",
-        "def f(x):",
-        lambda r: [_ints(r)],
-        lambda a, k: a[0] + k,  # type: ignore[index]
-    ),
-    _Family(
-        "fmul",
-        "Complete the function f(x) so that it returns x * {K}.",
-        "def f(x):\n    return x * {K}",
-        "f",
-        "def f(x):",
-        lambda r: [_ints(r)],
-        lambda a, k: a[0] * k,  # type: ignore[index]
-    ),
-    _Family(
-        "flist",
-        "Complete the function f(xs) so that it returns the list xs with {K} added to every element.",
-        "def f(xs):\n    return [x + {K} for x in xs]",
-        "f",
-        "def f(xs):",
-        lambda r: [[_ints(r, 0, 9) for _ in range(r.randint(1, 3))]],
-        lambda a, k: [x + k for x in a[0]],  # type: ignore[index]
-    ),
+def _pair_sum(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return f"{a} {b}\n", a + b
+
+
+def _pair_prod(r: random.Random) -> tuple[object, int]:
+    a, b = r.randint(-9, 9), r.randint(-9, 9)
+    return f"{a} {b}\n", a * b
+
+
+def _line_sum(r: random.Random) -> tuple[object, int]:
+    xs = [r.randint(-9, 20) for _ in range(r.randint(1, 5))]
+    return " ".join(map(str, xs)) + "\n", sum(xs)
+
+
+def _one(r: random.Random) -> tuple[object, int]:
+    n = _int(r)
+    return f"{n}\n", n
+
+
+def _arg(r: random.Random) -> tuple[object, int]:
+    n = _int(r)
+    return [n], n
+
+
+def _args_sum(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return [a, b], a + b
+
+
+FORMATS: tuple[_Format, ...] = (
+    _Format("one", "Read an integer n from standard input.", "n = int(input())\n", None, "", _one),
+    _Format("pair_sum", "Read two integers on one line and let n be their sum.",
+            "a, b = map(int, input().split())\nn = a + b\n", None, "", _pair_sum),
+    _Format("pair_prod", "Read two integers on one line and let n be their product.",
+            "a, b = map(int, input().split())\nn = a * b\n", None, "", _pair_prod),
+    _Format("line_sum", "Read a line of integers and let n be their sum.",
+            "n = sum(map(int, input().split()))\n", None, "", _line_sum),
+    _Format("call_one", "Complete the function f(n).", "def f(n):\n", "f", "def f(n):", _arg),
+    _Format("call_sum", "Complete the function f(a, b) and let n be the sum of a and b.",
+            "def f(a, b):\n    n = a + b\n", "f", "def f(a, b):", _args_sum),
+)
+
+OPERATIONS: tuple[_Operation, ...] = (
+    _Operation("double", "n doubled", "n * 2", lambda n: n * 2),
+    _Operation("triple", "n tripled", "n * 3", lambda n: n * 3),
+    _Operation("square", "n squared", "n * n", lambda n: n * n),
+    _Operation("negate", "n negated", "-n", lambda n: -n),
+    _Operation("inc", "n plus one", "n + 1", lambda n: n + 1),
+    _Operation("dec", "n minus one", "n - 1", lambda n: n - 1),
+    _Operation("half", "n halved, rounded down", "n // 2", lambda n: n // 2),
+    _Operation("last", "the last digit of n", "abs(n) % 10", lambda n: abs(n) % 10),
 )
 
 
-HELDOUT_PER_FAMILY = 2
+def _split_of(fmt: str, op: str) -> str:
+    """Per operation, the ``HELDOUT_PER_OPERATION`` formats with the smallest hash are held out."""
+    def h(f: _Format) -> bytes:
+        return hashlib.sha256(f"microcoder-embedded:{op}:{f.name}".encode()).digest()
+
+    held = [f.name for f in sorted(FORMATS, key=h)[:HELDOUT_PER_OPERATION]]
+    return "heldout" if fmt in held else "train"
 
 
-def _split_of(family: str, k: int) -> str:
-    """Per family, the ``HELDOUT_PER_FAMILY`` values of K with the smallest hash are held out."""
-    def h(v: int) -> bytes:
-        return hashlib.sha256(f"microcoder-embedded:{family}:{v}".encode()).digest()
-
-    held = sorted(K_VALUES, key=h)[:HELDOUT_PER_FAMILY]
-    return "heldout" if k in held else "train"
-
-
-def _problem(fam: _Family, k: int) -> CodeProblem:
-    import json
-
-    rng = random.Random(f"{fam.name}:{k}")
-    inputs: list[object] = []
-    while len(inputs) < TESTS_PER_PROBLEM:
-        x = fam.make_input(rng)
-        if x not in inputs:
-            inputs.append(x)
-    tests_in: list[str] = []
-    tests_out: list[str] = []
-    for x in inputs:
-        y = fam.answer(x, k)
-        if fam.fn_name is None:
-            tests_in.append(str(x))
-            tests_out.append(str(y))
+def _problem(fmt: _Format, op: _Operation) -> CodeProblem:
+    rng = random.Random(f"{fmt.name}:{op.name}")
+    cases: list[tuple[object, int]] = []
+    while len(cases) < TESTS_PER_PROBLEM:
+        x, n = fmt.make_input(rng)
+        if all(x != c[0] for c in cases):
+            cases.append((x, n))
+    tests = []
+    for x, n in cases:
+        if fmt.fn_name is None:
+            tests.append(TestPair(str(x), f"{op.fn(n)}\n"))
         else:  # LiveCodeBench functional encoding: one JSON value per argument line
-            tests_in.append("\n".join(json.dumps(a) for a in x))  # type: ignore[union-attr]
-            tests_out.append(json.dumps(y))
+            tests.append(TestPair("\n".join(json.dumps(a) for a in x), json.dumps(op.fn(n))))  # type: ignore[union-attr]
+    if fmt.fn_name is None:
+        question = f"{fmt.sentence} Print {op.words}."
+        solution = f"{fmt.reading}print({op.expr})"
+    else:
+        question = f"{fmt.sentence} It returns {op.words}."
+        solution = f"{fmt.reading}    return {op.expr}"
     return CodeProblem(
-        id=f"embedded/{fam.name}/{k}",
-        question=fam.statement.format(K=k),
-        starter_code=fam.starter,
-        fn_name=fam.fn_name,
-        public_tests=[TestPair(tests_in[0], tests_out[0])],
-        private_tests=[TestPair(i, o) for i, o in zip(tests_in[1:], tests_out[1:])],
+        id=f"embedded/{fmt.name}/{op.name}",
+        question=question,
+        starter_code=fmt.starter,
+        fn_name=fmt.fn_name,
+        public_tests=tests[:1],
+        private_tests=tests[1:],
         difficulty="easy",
         platform="embedded",
         source="embedded",
-        solution=fam.solution.format(K=k),
-        metadata={"family": fam.name, "K": k},
+        solution=solution,
+        metadata={"format": fmt.name, "operation": op.name},
     )
 
 
@@ -223,9 +151,5 @@ def load_embedded(split: str = "train") -> list[CodeProblem]:
     """The embedded problems of ``split`` ("train", "heldout" or "all"), in a fixed order."""
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"load_embedded: unknown split {split!r}; use 'train', 'heldout' or 'all'")
-    out = []
-    for fam in FAMILIES:
-        for k in K_VALUES:
-            if split == "all" or _split_of(fam.name, k) == split:
-                out.append(_problem(fam, k))
-    return out
+    return [_problem(f, o) for o in OPERATIONS for f in FORMATS
+            if split == "all" or _split_of(f.name, o.name) == split]

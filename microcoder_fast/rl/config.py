@@ -152,7 +152,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_samples": 4,
         "eval_max_problems": 45,
         "eval_temperature": 1.0,
-        "sft_steps": 150,
+        "sft_steps": 100,
         "sft_batch_size": 16,
         "sft_lr": 3e-3,
         "save_every": 0,
