@@ -64,6 +64,36 @@ def _line_sum(r: random.Random) -> tuple[object, int]:
     return " ".join(map(str, xs)) + "\n", sum(xs)
 
 
+def _pair_diff(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return f"{a} {b}\n", a - b
+
+
+def _pair_max(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return f"{a} {b}\n", max(a, b)
+
+
+def _two_lines(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return f"{a}\n{b}\n", a + b
+
+
+def _line_max(r: random.Random) -> tuple[object, int]:
+    xs = [r.randint(-9, 40) for _ in range(r.randint(1, 5))]
+    return " ".join(map(str, xs)) + "\n", max(xs)
+
+
+def _args_diff(r: random.Random) -> tuple[object, int]:
+    a, b = _int(r), _int(r)
+    return [a, b], a - b
+
+
+def _list_arg(r: random.Random) -> tuple[object, int]:
+    xs = [r.randint(-9, 20) for _ in range(r.randint(1, 5))]
+    return [xs], sum(xs)
+
+
 def _one(r: random.Random) -> tuple[object, int]:
     n = _int(r)
     return f"{n}\n", n
@@ -87,9 +117,21 @@ FORMATS: tuple[_Format, ...] = (
             "a, b = map(int, input().split())\nn = a * b\n", None, "", _pair_prod),
     _Format("line_sum", "Read a line of integers and let n be their sum.",
             "n = sum(map(int, input().split()))\n", None, "", _line_sum),
+    _Format("pair_diff", "Read two integers on one line and let n be the first minus the second.",
+            "a, b = map(int, input().split())\nn = a - b\n", None, "", _pair_diff),
+    _Format("pair_max", "Read two integers on one line and let n be the larger of them.",
+            "a, b = map(int, input().split())\nn = max(a, b)\n", None, "", _pair_max),
+    _Format("two_lines", "Read two integers on two lines and let n be their sum.",
+            "a = int(input())\nb = int(input())\nn = a + b\n", None, "", _two_lines),
+    _Format("line_max", "Read a line of integers and let n be the largest of them.",
+            "n = max(map(int, input().split()))\n", None, "", _line_max),
     _Format("call_one", "Complete the function f(n).", "def f(n):\n", "f", "def f(n):", _arg),
     _Format("call_sum", "Complete the function f(a, b) and let n be the sum of a and b.",
             "def f(a, b):\n    n = a + b\n", "f", "def f(a, b):", _args_sum),
+    _Format("call_diff", "Complete the function f(a, b) and let n be a minus b.",
+            "def f(a, b):\n    n = a - b\n", "f", "def f(a, b):", _args_diff),
+    _Format("call_list", "Complete the function f(xs) and let n be the sum of the list xs.",
+            "def f(xs):\n    n = sum(xs)\n", "f", "def f(xs):", _list_arg),
 )
 
 OPERATIONS: tuple[_Operation, ...] = (
