@@ -323,11 +323,6 @@ def test_gpu_temperature_never_recompiles_and_many_tokens():
     _compare("cuda", B=1, L=70_000, V=8, entropy=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="microcoder_fast/ops/__init__.py: importing microcoder_fast.ops.<op> binds the "
-    "submodule over the op's name on the package (integrator to fix; see the helper report)",
-)
 def test_public_namespace_returns_the_ops():
     from microcoder_fast import ops
 

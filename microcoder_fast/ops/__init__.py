@@ -1,32 +1,17 @@
 """The public tensor API: torch.library custom ops with autograd; Triton on CUDA, torch reference on CPU.
 
 ``from microcoder_fast import ops`` then ``ops.token_logprobs(...)``, ``ops.grpo_loss(...)`` and so on. Each op
-lives in its own module (same stem as its kernel, reference, test and bench); they are imported on first use.
+lives in its own module (same stem as its kernel, reference, test and bench). The functions are bound here
+eagerly so that the op name always means the op, never the submodule of the same name (Triton itself is only
+loaded on the first CUDA launch).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from microcoder_fast.ops.fused_grpo_loss import fused_grpo_loss
+from microcoder_fast.ops.group_advantages import group_advantages
+from microcoder_fast.ops.grpo_loss import grpo_loss
+from microcoder_fast.ops.linear_token_logprobs import linear_token_logprobs
+from microcoder_fast.ops.token_logprobs import token_logprobs
 
-_OPS = {
-    "token_logprobs": "token_logprobs",
-    "linear_token_logprobs": "linear_token_logprobs",
-    "group_advantages": "group_advantages",
-    "grpo_loss": "grpo_loss",
-    "fused_grpo_loss": "fused_grpo_loss",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _OPS.get(name)
-    if module is None:
-        raise AttributeError(f"microcoder_fast.ops has no op {name!r}; available: {sorted(_OPS)}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(_OPS)
-
-
-__all__ = sorted(_OPS)
+__all__ = ["fused_grpo_loss", "group_advantages", "grpo_loss", "linear_token_logprobs", "token_logprobs"]
