@@ -13,8 +13,6 @@ and fake kernels (``torch.compile(fullgraph=True)`` traces through them).
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import torch
@@ -235,13 +233,3 @@ def linear_token_logprobs(
     if return_entropy:
         return logp.view(lead), ent.view(lead)
     return logp.view(lead)
-
-
-class _CallableModule(types.ModuleType):
-    """Keeps ``ops.linear_token_logprobs(...)`` callable after Python binds the submodule onto the package."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return linear_token_logprobs(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

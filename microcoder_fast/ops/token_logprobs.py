@@ -8,8 +8,6 @@ reference a bounded chunk of rows at a time (never a [tokens, vocab] fp32 buffer
 
 from __future__ import annotations
 
-import sys
-import types
 from typing import Any
 
 import torch
@@ -234,14 +232,3 @@ def token_logprobs(
     if return_entropy:
         return logp, ent
     return logp
-
-
-class _CallableModule(types.ModuleType):
-    """Once this submodule is imported, Python binds ``microcoder_fast.ops.token_logprobs`` to the module, not
-    the function; making the module callable keeps ``ops.token_logprobs(...)`` working either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return token_logprobs(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
