@@ -33,8 +33,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # the grader wraps its pool in a progress bar
-
 # --------------------------------------------------------------------------------------------- suite
 
 
@@ -420,6 +418,9 @@ def report(rows: list[Row], args: argparse.Namespace, timings: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the grader wraps its pool in a progress bar; set here, not at import (tests import this module and
+    # their subprocesses would inherit it)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None, help="first N HumanEval tasks (default: all 164)")
