@@ -4,6 +4,7 @@
     microcoder-train probe-temperature [--config FILE.yaml] [key=value ...]
     microcoder-train plot RUN_DIR                                      PNG curves into RUN_DIR/plots
     microcoder-train --help-config                                     every key, its type and default
+    torchrun --nproc_per_node K --no-python microcoder-train ...      K ranks, FSDP2 (see rl/distributed.py)
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def train_main(argv: list[str]) -> int:
         summary = trainer.train()
     finally:
         trainer.close()
+    if trainer.dist.rank != 0:  # torchrun: rank 0 reports for the run
+        return 0
     before, after = summary.get("pass@1_before"), summary.get("pass@1_after")
     print()
     print("held-out pass@1   before RL   after RL")

@@ -28,6 +28,7 @@ from microcoder_fast.data.problem import CodeProblem
 from microcoder_fast.ops.group_advantages import group_advantages
 from microcoder_fast.ops.grpo_loss import grpo_loss
 from microcoder_fast.ops.token_logprobs import token_logprobs
+from microcoder_fast.rl import distributed as rldist
 from microcoder_fast.rl.config import TrainConfig, save_config
 from microcoder_fast.rl.engines import Completion, HFEngine, VLLMEngine, vllm_available
 from microcoder_fast.rl.masking import truncation_mask
@@ -36,6 +37,8 @@ from microcoder_fast.rl.temperature import TemperatureSchedule, batch_diversity
 
 
 def log(msg: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 talks
+        return
     print(f"[microcoder-train] {msg}", flush=True)
 
 
@@ -130,15 +133,18 @@ def response_logprobs(model: Any, b: Batch, idx: slice | torch.Tensor, temperatu
 
 
 def grpo_update(model: Any, optimizer: Any, scheduler: Any, b: Batch, old_logp: torch.Tensor, adv: torch.Tensor,
-                ref_logp: torch.Tensor | None, temperature: float, cfg: TrainConfig) -> tuple[dict[str, list[float]], list[float]]:
+                ref_logp: torch.Tensor | None, temperature: float, cfg: TrainConfig,
+                ctx: rldist.DistContext | None = None) -> tuple[dict[str, list[float]], list[float]]:
     """``ppo_epochs`` passes over the rollout in mini-batches of ``ppo_mini_batch_size`` prompts; one optimiser
     step per mini-batch, gradients accumulated over micro-batches of ``ppo_micro_batch_size`` sequences and
     weighted so the mini-batch loss equals ``ops.grpo_loss`` over the whole mini-batch (token-mean: by
-    tokens; the seq-mean modes: by sequences)."""
+    tokens; the seq-mean modes: by sequences). Under torchrun (``ctx``) the rollout holds this rank's share
+    of every mini-batch and the weights use the global token / sequence counts (see rl/distributed.py)."""
+    ctx = ctx or rldist.DistContext()
     n = b.input_ids.shape[0]
     rmask = b.response_mask
     micro = cfg.ppo_micro_batch_size
-    seqs_per_mb = cfg.ppo_mini_batch_size * cfg.group_size
+    seqs_per_mb = cfg.ppo_mini_batch_size // ctx.world_size * cfg.group_size  # this rank's share of a mini-batch
     upd_metrics: dict[str, list[float]] = {}
     grad_norms: list[float] = []
     for _epoch in range(cfg.ppo_epochs):
@@ -146,6 +152,8 @@ def grpo_update(model: Any, optimizer: Any, scheduler: Any, b: Batch, old_logp: 
             optimizer.zero_grad(set_to_none=True)
             mb_end = min(n, mb + seqs_per_mb)
             mb_tokens = float(rmask[mb:mb_end].sum().clamp(min=1))
+            if ctx.enabled:  # every rank's share of this mini-batch counts
+                mb_tokens = max(1.0, ctx.all_reduce_sum(float(rmask[mb:mb_end].sum())))
             for s in range(mb, mb_end, micro):
                 sl = slice(s, min(s + micro, mb_end))
                 lp, ent = response_logprobs(model, b, sl, temperature, with_entropy=True)
@@ -161,11 +169,13 @@ def grpo_update(model: Any, optimizer: Any, scheduler: Any, b: Batch, old_logp: 
                     w = float(mk.sum()) / mb_tokens
                 else:
                     w = (sl.stop - sl.start) / (mb_end - mb)
+                if ctx.enabled:  # FSDP averages over ranks; seq-mean: the global mini-batch has K shares
+                    w = w * rldist.loss_scale(ctx) / (1 if cfg.loss_agg == "token-mean" else ctx.world_size)
                 (loss * w).backward()
                 for k, v in lm.items():
                     upd_metrics.setdefault(k, []).append(float(v))
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            grad_norms.append(float(gn))
+            gn = rldist.clip_grad_norm(model.parameters(), cfg.grad_clip)
+            grad_norms.append(gn)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -180,12 +190,17 @@ def grpo_update(model: Any, optimizer: Any, scheduler: Any, b: Batch, old_logp: 
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        self.run_dir = self._resolve_run_dir()
+        self.device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+        # torchrun: join the world (alone: no torch.distributed at all); see rl/distributed.py
+        self.dist = rldist.init_distributed(self.device.type)
+        rldist.check_config(cfg, self.dist)
+        self.rollout_model: Any = None  # torchrun + HF engine: the unsharded copy the engine samples from
+        self.run_dir = self.dist.broadcast_object(self._resolve_run_dir())
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.run_dir / "config.yaml")
+        if self.dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.dtype = torch.float32 if cfg.dtype == "float32" else torch.bfloat16
         self._seed_everything(cfg.seed)
         self.schedule = TemperatureSchedule.parse(cfg.temperature_schedule, cfg.temperature, cfg.min_stage_steps)
@@ -248,7 +263,7 @@ class Trainer:
             from microcoder_fast.rl.model import build_tiny_model
 
             model_dir = self.run_dir / "initial_model"
-            if not (model_dir / "config.json").is_file():
+            if self.dist.is_main and not (model_dir / "config.json").is_file():
                 # the byte-level BPE is trained on the training prompts and reference programs (local, no download)
                 corpus = [render_prompt(p, None, False) for p in self._raw_train]
                 corpus += [sft_target(p) for p in self._raw_train if p.solution]
@@ -258,11 +273,13 @@ class Trainer:
                                  max_position_embeddings=max(2048, cfg.max_prompt_length + cfg.eval_max_response_length))
         else:
             model_dir = Path(cfg.model)
+        self.dist.barrier()  # rank 0 has built the tiny model
         self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self.dtype).to(self.device)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.model = rldist.shard_model(self.model, self.dist)  # FSDP2 under torchrun, else unchanged
         self.model.train()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.eos_id = self.tokenizer.eos_token_id
@@ -320,11 +337,17 @@ class Trainer:
                 seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
                 tensor_parallel_size=cfg.vllm_tensor_parallel_size,
                 enable_prefix_caching=cfg.vllm_enable_prefix_caching, kv_cache_space_gb=cfg.vllm_kv_cache_space_gb,
+                **rldist.vllm_engine_kwargs(self.dist, VLLMEngine),
             )
-            self.engine.sync_weights(self.model)
+            self._sync_engine()
         else:
-            self.engine = HFEngine(self.model, self.tokenizer, chunk=cfg.hf_generation_chunk)
+            if self.dist.enabled:  # the sharded policy cannot generate rank by rank: sample from a full copy
+                self.rollout_model = rldist.make_rollout_copy(str(self.model_dir), self.dtype, self.device, self.model)
+            self.engine = HFEngine(self.rollout_model or self.model, self.tokenizer, chunk=cfg.hf_generation_chunk)
         log(f"rollout engine: {self.engine.name}")
+
+    def _sync_engine(self) -> None:
+        rldist.sync_engine(self.engine, self.model, self.rollout_model, self.dist)
 
     # ---- supervised warm-up ------------------------------------------------------------------------
     def sft(self) -> None:
@@ -348,17 +371,27 @@ class Trainer:
             if len(order) < cfg.sft_batch_size:
                 order += torch.randperm(len(items), generator=g).tolist()
             pick, order = order[: cfg.sft_batch_size], order[cfg.sft_batch_size :]
+            pick = self.dist.rank_slice(pick)  # torchrun: this rank's share of the batch
             b = make_batch([items[i][1] for i in pick], [targets[i] for i in pick], self.pad_id)
             lr = cfg.sft_lr * min(1.0, (s + 1) / 10) * (0.5 * (1 + math.cos(math.pi * s / cfg.sft_steps)))
             for group in opt.param_groups:
                 group["lr"] = lr
             lp, _ = response_logprobs(self.model, b, slice(None), 1.0)
-            loss = -(lp * b.response_mask.to(lp.device)).sum() / b.response_mask.sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            opt.step()
-            losses.append(float(loss.detach()))
+            if self.dist.enabled:  # normalise by the global token count; FSDP averages, so scale by K
+                nll = -(lp * b.response_mask.to(lp.device)).sum()
+                loss = nll / max(1.0, self.dist.all_reduce_sum(float(b.response_mask.sum())))
+                opt.zero_grad(set_to_none=True)
+                (loss * rldist.loss_scale(self.dist)).backward()
+                rldist.clip_grad_norm(self.model.parameters(), 1.0)
+                opt.step()
+                losses.append(self.dist.all_reduce_sum(float(loss.detach())))
+            else:
+                loss = -(lp * b.response_mask.to(lp.device)).sum() / b.response_mask.sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                opt.step()
+                losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             if not cfg.progress and (s + 1) % 25 == 0:
                 log(f"sft step {s + 1}/{cfg.sft_steps}: loss {np.mean(losses[-25:]):.3f} ({time.time() - t0:.0f}s)")
@@ -375,20 +408,29 @@ class Trainer:
         t0 = time.time()
         futures: dict[int, list[Any]] = {}
 
-        def on_group(i: int, group: list[Completion]) -> None:
-            futures[i] = [self.judge.submit(c.text, self.eval_problems[i]) for c in group]
+        ev_idx = self.dist.rank_slice(list(range(len(self.eval_prompts))))  # torchrun: this rank's problems
 
-        groups = self.engine.generate(self.eval_prompts, cfg.eval_samples, cfg.eval_temperature,
-                                      cfg.eval_max_response_length, seed=cfg.seed * 7919 + 99991, on_group=on_group)
+        def on_group(i: int, group: list[Completion]) -> None:
+            futures[i] = [self.judge.submit(c.text, self.eval_problems[ev_idx[i]]) for c in group]
+
+        groups = self.engine.generate([self.eval_prompts[j] for j in ev_idx], cfg.eval_samples, cfg.eval_temperature,
+                                      cfg.eval_max_response_length, seed=cfg.seed * 7919 + 99991 + self.dist.seed_offset,
+                                      on_group=on_group)
         counts, outcomes = [], []
         for i in range(len(groups)):
             res = [f.result() for f in futures[i]]
             outcomes += [r.outcome for r in res]
             counts.append((len(res), sum(1 for r in res if r.outcome == "pass")))
+        truncated = sum(c.truncated for g in groups for c in g)
+        if self.dist.enabled:  # every rank's problems
+            parts = self.dist.all_gather_object((counts, outcomes, truncated))
+            counts = [c for part in parts for c in part[0]]
+            outcomes = [o for part in parts for o in part[1]]
+            truncated = sum(part[2] for part in parts)
         p1, _ = mean_pass_at_k(counts, 1)
         n = max(1, len(outcomes))
         return {"pass@1": float(p1 or 0.0), "eval_no_code_rate": outcomes.count("no_code") / n,
-                "eval_truncation_rate": sum(c.truncated for g in groups for c in g) / n,
+                "eval_truncation_rate": truncated / n,
                 "eval_time_s": time.time() - t0}
 
     # ---- one RL step -------------------------------------------------------------------------------
@@ -410,7 +452,7 @@ class Trainer:
         m: dict[str, Any] = {"step": step + 1}
         temp = self.schedule.at(step)
         m["temperature"] = temp
-        idx = self._step_prompts(step)
+        idx = self.dist.rank_slice(self._step_prompts(step))  # torchrun: this rank's whole groups
         prompts = [self.train_prompts[i] for i in idx]
         # --- rollouts with overlapped judging
         t0 = time.time()
@@ -420,7 +462,7 @@ class Trainer:
             futures[i] = [self.judge.submit(c.text, self.train_problems[idx[i]]) for c in group]
 
         groups = self.engine.generate(prompts, cfg.group_size, temp, cfg.max_response_length,
-                                      seed=cfg.seed * 1_000_003 + step, on_group=on_group)
+                                      seed=cfg.seed * 1_000_003 + step + self.dist.seed_offset, on_group=on_group)
         t_gen = time.time() - t0
         t1 = time.time()
         results = [[f.result() for f in futures[i]] for i in range(len(groups))]
@@ -430,7 +472,7 @@ class Trainer:
         rewards = torch.tensor([r.reward for g in results for r in g], dtype=torch.float32)
         n = len(comps)
         # --- conditional truncation mask, group advantages
-        gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
+        gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step + self.dist.seed_offset)
         mres = truncation_mask([c.token_ids for c in comps], [c.truncated for c in comps], outcomes,
                                mode=cfg.truncation_masking, predicate=cfg.mask_predicate, rho=cfg.mask_rho,
                                window=cfg.repetition_window, generator=gen)
@@ -458,10 +500,10 @@ class Trainer:
         # --- updates
         t3 = time.time()
         upd_metrics, grad_norms = grpo_update(self.model, self.optimizer, self.scheduler, b, old_logp, adv, ref_logp,
-                                              temp, cfg)
+                                              temp, cfg, self.dist)
         t_upd = time.time() - t3
         t4 = time.time()
-        self.engine.sync_weights(self.model)
+        self._sync_engine()
         t_sync = time.time() - t4
         # --- metrics
         lengths = [len(c.token_ids) for c in comps]
@@ -492,7 +534,8 @@ class Trainer:
         })
         for k, v in upd_metrics.items():
             m[k if k != "entropy_mean" else "entropy"] = float(np.mean(v))
-        if cfg.log_completions:
+        m = rldist.reduce_metrics(m, self.dist)  # torchrun: the run's numbers, not this rank's
+        if cfg.log_completions and self.dist.is_main:
             with self.completions_path.open("a") as f:
                 for i in range(min(cfg.log_completions, n)):
                     f.write(json.dumps({"step": step + 1, "problem": self.train_problems[idx[i // cfg.group_size]].id,
@@ -504,20 +547,31 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         d = self.run_dir / "checkpoints" / f"step_{self.step:06d}"
         tmp = d.with_name(d.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.model.save_pretrained(tmp / "model", safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp / "model")
-        torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        ctx = self.dist  # torchrun: model and scheduler from rank 0, optimizer sharded (DCP), RNG per rank
+        if ctx.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        ctx.barrier()
+        rldist.save_hf_model(self.model, self.tokenizer, tmp / "model", ctx)
+        if ctx.enabled:
+            rldist.save_optimizer(self.model, self.optimizer, tmp / "optimizer", ctx)
+        elif ctx.is_main:
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+        if ctx.is_main:
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save({"torch": torch.random.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / "rng.pt")
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}, tmp / rldist.rng_file(ctx))
+        ctx.barrier()
+        if not ctx.is_main:
+            ctx.barrier()  # rank 0 renames and prunes
+            return d
         (tmp / "state.json").write_text(json.dumps({
             "step": self.step, "sft_done": self.sft_done,
             "data_position": self.step * self.cfg.train_batch_size,
             "temperature": self.schedule.at(self.step),
+            **({"world_size": ctx.world_size} if ctx.enabled else {}),
         }))
         if d.exists():
             shutil.rmtree(d)
@@ -528,15 +582,20 @@ class Trainer:
             for p in old[:-keep]:
                 if not p.name.endswith(".tmp"):
                     shutil.rmtree(p)
+        ctx.barrier()
         return d
 
     def _load_checkpoint(self, d: Path) -> None:
         st = json.loads((d / "state.json").read_text())
+        rldist.check_resume_world(st, d, self.dist)
         self.step = int(st["step"])
         self.sft_done = bool(st["sft_done"])
-        self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
+        if self.dist.enabled:
+            rldist.load_optimizer(self.model, self.optimizer, d / "optimizer", self.dist)
+        else:
+            self.optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=False))
         self.scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=False))
-        rng = torch.load(d / "rng.pt", weights_only=False)
+        rng = torch.load(d / rldist.rng_file(self.dist), weights_only=False)
         torch.random.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
@@ -546,6 +605,8 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------------
     def _write_metrics(self, m: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(m) + "\n")
         if self.tb is not None and "step" in m:
@@ -555,7 +616,7 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.tensorboard:
+        if cfg.tensorboard and self.dist.is_main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -570,7 +631,11 @@ class Trainer:
         if cfg.kl_coef > 0:
             import copy
 
-            self.ref_model = copy.deepcopy(self.model).eval()
+            if self.dist.enabled:
+                self.ref_model = rldist.frozen_sharded_copy(str(self.model_dir), self.dtype, self.device, self.model,
+                                                            self.dist)
+            else:
+                self.ref_model = copy.deepcopy(self.model).eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
         self._make_engine()
@@ -606,7 +671,8 @@ class Trainer:
             self._write_metrics({"step": self.step, "phase": "eval", **ev})
             summary["pass@1_after"] = ev["pass@1"]
         summary["time_total_s"] = time.time() - t_start
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if self.dist.is_main:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     def close(self) -> None:
@@ -615,6 +681,7 @@ class Trainer:
             self.engine.close()
         if self.tb is not None:
             self.tb.close()
+        self.dist.close()
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
