@@ -1,0 +1,277 @@
+"""Scale-out (rl/distributed.py): a real 2-process gloo run of the trainer with FSDP2, checked against a
+single process on the same global batch; the checkpoint it writes is a plain HF model; resume with the same
+world size continues bit for bit; single-process runs never touch torch.distributed.
+
+The 2-process run is this file executed by ``torch.distributed.run`` (see ``_worker``): one launch runs a
+2-step training (SFT 2 steps, RL 2 steps, checkpoints every step) and a second trainer resumed from its
+step-1 checkpoint, and records what each rank fed to the optimiser.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from microcoder_fast.rl import distributed as rldist
+
+HERE = Path(__file__).resolve()
+
+# small shapes: 2 ranks x (1 prompt x 2 responses) per mini-batch, 2 mini-batches per step
+ARGS = {"engine": "hf", "tiny_hidden_size": 64, "tiny_num_layers": 2, "tiny_num_heads": 2, "tiny_num_kv_heads": 1,
+        "tiny_intermediate_size": 128, "train_batch_size": 4, "group_size": 2, "ppo_mini_batch_size": 2,
+        "ppo_micro_batch_size": 1, "max_response_length": 8, "eval_max_response_length": 8, "sft_steps": 2,
+        "sft_batch_size": 4, "eval_before": False, "eval_every": 0, "eval_max_problems": 2, "eval_samples": 1,
+        "progress": False, "lr": 1e-2, "grad_clip": 0.05, "judge_workers": 1, "log_completions": 1, "threads": 1,
+        "temperature": 1.2}
+
+
+# ------------------------------------------------------------------------------------------------------
+# the worker (runs under torch.distributed.run)
+# ------------------------------------------------------------------------------------------------------
+
+
+def _rows(b, old_logp, adv):  # noqa: ANN001, ANN202
+    """The batch as plain lists (prompt ids, response ids, old log-probs, advantage) per sequence."""
+    out = []
+    w = b.prompt_width
+    for i in range(b.input_ids.shape[0]):
+        prompt = b.input_ids[i, :w][b.attention_mask[i, :w].bool()].tolist()
+        n = int(b.response_mask[i].sum())
+        out.append((prompt, b.responses[i, :n].tolist(), old_logp[i, :n].tolist(), float(adv[i])))
+    return out
+
+
+def _worker(out_dir: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    import microcoder_fast.rl.trainer as tr
+    from microcoder_fast.rl.config import load_config
+
+    out = Path(out_dir)
+    rank = int(os.environ["RANK"])
+    record: dict = {"updates": []}
+    real_update = tr.grpo_update
+
+    def spy(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx=None):  # noqa: ANN001, ANN202
+        before = rldist.gather_full_state_dict(model, ctx)
+        res = real_update(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx)
+        record["updates"].append({"rows": _rows(b, old_logp, adv), "before": before, "temperature": temperature,
+                                  "grad_norms": res[1]})
+        return res
+
+    tr.grpo_update = spy
+
+    def run(name: str, **kw) -> tr.Trainer:  # noqa: ANN003
+        args = {**ARGS, "run_dir": str(out / name), **kw}
+        t = tr.Trainer(load_config(None, {k: str(v) for k, v in args.items()}))
+        try:
+            if name == "a":
+                # the full-weight gather of the freshly sharded policy == the unsharded model on disk
+                full = rldist.gather_full_state_dict(t.model, t.dist)
+                plain = AutoModelForCausalLM.from_pretrained(t.model_dir).state_dict()
+                record["gather_equal"] = sorted(full) == sorted(plain) and all(
+                    torch.equal(full[k], plain[k]) for k in plain)
+                record["sharded"] = type(t.model.model.layers[0].mlp.up_proj.weight).__name__
+                record["local_rows"] = int(t.model.model.layers[0].mlp.up_proj.weight.to_local().shape[0])
+                record["step0_global"] = t._step_prompts(0)
+                record["step0_local"] = t.dist.rank_slice(t._step_prompts(0))
+            t.train()
+            if name == "a":
+                # the HF engine samples from an unsharded copy that the sync keeps equal to the policy
+                full = rldist.gather_full_state_dict(t.model, t.dist)
+                record["rollout_synced"] = all(torch.equal(full[k], v) for k, v in t.rollout_model.state_dict().items())
+        finally:
+            t.close()
+        return t
+
+    run("a", total_steps=2, save_every=1)
+    record["n_updates_a"] = len(record["updates"])
+    run("b", total_steps=2, save_every=1, resume=str(out / "a" / "checkpoints" / "step_000001"))
+    torch.save(record, out / f"rank{rank}.pt")
+
+
+# ------------------------------------------------------------------------------------------------------
+# the tests
+# ------------------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def two_rank_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(HERE), "--worker", str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=str(out))
+    assert proc.returncode == 0, f"2-rank run failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+    recs = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return out, recs, proc
+
+
+def test_both_ranks_finish_and_shard(two_rank_run):
+    out, recs, proc = two_rank_run
+    for r, rec in enumerate(recs):
+        assert rec["sharded"] == "DTensor", f"rank {r}: the policy was not sharded"
+        assert rec["local_rows"] == 64, "up_proj [128, 64] split over 2 ranks holds 64 rows per rank"
+        assert rec["gather_equal"], f"rank {r}: gathered full weights differ from the unsharded model"
+        assert rec["rollout_synced"], f"rank {r}: the HF rollout copy is not the policy's weights"
+        assert rec["n_updates_a"] == 2 and all(len(u["grad_norms"]) == 2 for u in rec["updates"]), \
+            "2 steps x 2 mini-batches"
+    # only rank 0 writes the run's files
+    metrics = [json.loads(x) for x in (out / "a" / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "reward_mean" in m]
+    assert [m["step"] for m in steps] == [1, 2] and all(m["world_size"] == 2 for m in steps)
+    assert steps[0]["generated_tokens"] == sum(len(r[1]) for rec in recs for r in rec["updates"][0]["rows"])
+    assert "[microcoder-train]" in proc.stdout
+
+
+def test_data_order_disjoint_and_resumed(two_rank_run):
+    _, recs, _ = two_rank_run
+    glob = recs[0]["step0_global"]
+    assert recs[1]["step0_global"] == glob
+    l0, l1 = recs[0]["step0_local"], recs[1]["step0_local"]
+    assert not set(l0) & set(l1) and sorted(l0 + l1) == sorted(glob)
+    # each rank's step-1 rollout holds its own prompts' whole groups
+    for rec in recs:
+        assert len({tuple(r[0]) for r in rec["updates"][0]["rows"]}) == 2 and len(rec["updates"][0]["rows"]) == 4
+    assert not {tuple(r[0]) for r in recs[0]["updates"][0]["rows"]} & {tuple(r[0]) for r in recs[1]["updates"][0]["rows"]}
+    # run "b" resumed from a's step-1 checkpoint: its step 2 saw exactly a's step-2 sequences on every rank
+    for rec in recs:
+        assert len(rec["updates"]) == 3 and rec["updates"][2]["rows"] == rec["updates"][1]["rows"]
+
+
+def _global_batch(recs, mb: int):  # noqa: ANN001, ANN202
+    """Step 1's global mini-batch ``mb``: rank 0's then rank 1's share (each rank: 1 prompt x 2 responses)."""
+    rows = [row for rec in recs for row in rec["updates"][0]["rows"][2 * mb : 2 * mb + 2]]
+    from microcoder_fast.rl.trainer import make_batch
+
+    b = make_batch([r[0] for r in rows], [r[1] for r in rows], pad=0)
+    old = torch.zeros(b.responses.shape)
+    for i, r in enumerate(rows):
+        old[i, : len(r[2])] = torch.tensor(r[2])
+    return b, old, torch.tensor([r[3] for r in rows])
+
+
+def test_one_step_equals_single_process(two_rank_run):
+    """The 2-rank step's parameters == one process running the same two global mini-batches."""
+    from transformers import AutoModelForCausalLM
+
+    from microcoder_fast.rl.config import load_config
+    from microcoder_fast.rl.trainer import grpo_update
+
+    out, recs, _ = two_rank_run
+    assert all(torch.equal(recs[0]["updates"][0]["before"][k], recs[1]["updates"][0]["before"][k])
+               for k in recs[0]["updates"][0]["before"])
+    model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")
+    model.load_state_dict(recs[0]["updates"][0]["before"])  # the post-SFT weights the RL step started from
+    model.train()
+    cfg = load_config(None, {k: str(v) for k, v in {**ARGS, "train_batch_size": 2, "ppo_mini_batch_size": 2}.items()})
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
+    norms = []
+    for u in range(2):  # the step's two optimiser updates; each global mini-batch = both ranks' shares
+        b, old, adv = _global_batch(recs, u)
+        assert adv.abs().sum() > 0, "no learning signal in this mini-batch: the comparison would be vacuous"
+        _, gn = grpo_update(model, opt, None, b, old, adv, None, recs[0]["updates"][0]["temperature"], cfg)
+        norms += gn
+        # the global gradient norm (before clipping) matches: the loss normalisation is the global one
+        assert gn[0] == pytest.approx(recs[0]["updates"][0]["grad_norms"][u], rel=1e-4)
+    assert recs[1]["updates"][0]["grad_norms"] == recs[0]["updates"][0]["grad_norms"]
+    assert min(norms) > ARGS["grad_clip"], "clipping was active (the global norm decides it)"
+    ck = AutoModelForCausalLM.from_pretrained(out / "a" / "checkpoints" / "step_000001" / "model")  # plain HF
+    single = model.state_dict()
+    moved = 0
+    for k, v in ck.state_dict().items():
+        assert torch.allclose(v, single[k], atol=2e-6, rtol=0), (k, float((v - single[k]).abs().max()))
+        moved += int(not torch.equal(v, recs[0]["updates"][0]["before"][k]))
+    assert moved > 0
+    # the next RL step started from exactly the checkpointed weights
+    assert all(torch.equal(recs[0]["updates"][1]["before"][k], v) for k, v in ck.state_dict().items())
+
+
+def test_checkpoint_layout_and_resume_bit_for_bit(two_rank_run):
+    from transformers import AutoModelForCausalLM
+
+    out, _, _ = two_rank_run
+    ck = out / "a" / "checkpoints" / "step_000002"
+    for f in ("model/config.json", "model/model.safetensors", "model/tokenizer.json", "scheduler.pt", "rng.pt",
+              "rng_rank1.pt", "state.json", "optimizer/.metadata"):
+        assert (ck / f).is_file(), f
+    st = json.loads((ck / "state.json").read_text())
+    assert st["world_size"] == 2 and st["data_position"] == 8
+    a = AutoModelForCausalLM.from_pretrained(ck / "model").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(out / "b" / "checkpoints" / "step_000002" / "model").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resume with the same world size is not bit-for-bit"
+
+
+# ------------------------------------------------------------------------------------------------------
+# single process and errors (no launch)
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_single_process_never_initialises_torch_distributed(monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ctx = rldist.init_distributed("cpu")
+    assert not ctx.enabled and ctx.rank == 0 and not dist.is_initialized()
+    m = torch.nn.Linear(2, 2)
+    assert rldist.shard_model(m, ctx) is m and type(m.weight) is torch.nn.Parameter
+    metrics = {"reward_mean": 0.5, "length_max": 3}
+    assert rldist.reduce_metrics(metrics, ctx) is metrics
+    assert ctx.rank_slice([1, 2, 3]) == [1, 2, 3] and ctx.all_reduce_sum(2.5) == 2.5 and ctx.seed_offset == 0
+
+
+def test_world_size_without_launcher_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        rldist.init_distributed("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE"):
+        rldist.init_distributed("cpu")
+
+
+def test_batch_arithmetic_and_resume_world_errors(tmp_path):
+    from microcoder_fast.rl.config import load_config
+
+    ctx = rldist.DistContext(rank=0, world_size=3)
+    with pytest.raises(ValueError, match="train_batch_size=4 is not divisible by the 3 ranks"):
+        rldist.check_config(load_config(None, {k: str(v) for k, v in ARGS.items()}), ctx)
+    with pytest.raises(RuntimeError, match="written by 2 rank"):
+        rldist.check_resume_world({"world_size": 2}, tmp_path, rldist.DistContext())
+    with pytest.raises(RuntimeError, match="nproc_per_node 1"):
+        rldist.check_resume_world({}, tmp_path, ctx)
+
+
+def test_metric_reduction_rules(monkeypatch):
+    ctx = rldist.DistContext(rank=0, world_size=2)
+    parts = [{"step": 3, "reward_mean": 0.25, "length_max": 7, "generated_tokens": 10, "time_generate_s": 2.0,
+              "logprob_gap_engine": None, "lr": 1e-3},
+             {"step": 3, "reward_mean": 0.75, "length_max": 9, "generated_tokens": 30, "time_generate_s": 4.0,
+              "logprob_gap_engine": None, "lr": 1e-3}]
+    monkeypatch.setattr(rldist.DistContext, "all_gather_object", lambda self, obj: parts)
+    m = rldist.reduce_metrics(parts[0], ctx)
+    assert m["reward_mean"] == 0.5 and m["length_max"] == 9 and m["generated_tokens"] == 40
+    assert m["time_generate_s"] == 4.0 and m["tokens_per_s"] == 10.0 and m["logprob_gap_engine"] is None
+    assert m["step"] == 3 and m["lr"] == 1e-3 and m["world_size"] == 2
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2])
+    else:
+        sys.exit("usage: python -m torch.distributed.run --nproc_per_node 2 tests/test_rl_distributed.py --worker OUT")
