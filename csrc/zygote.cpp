@@ -424,12 +424,33 @@ py::tuple usage() {
     return py::make_tuple(secs(s), secs(c), rss);
 }
 
+// True if `live` holds exactly the key -> object pairs of `snap` (same objects, not equal ones). Uses
+// borrowed references only: a Python-level loop would incref every value and so copy-on-write every
+// page holding one of them in a forked child.
+bool dict_is_snapshot(py::handle live, py::handle snap) {
+    PyObject* l = live.ptr();
+    PyObject* s = snap.ptr();
+    if (!PyDict_Check(l) || !PyDict_Check(s)) throw py::type_error("dict_is_snapshot takes two dicts");
+    if (PyDict_Size(l) != PyDict_Size(s)) return false;
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(s, &pos, &k, &v)) {
+        PyObject* got = PyDict_GetItemWithError(l, k);
+        if (got != v) {
+            PyErr_Clear();
+            return false;
+        }
+    }
+    return true;
+}
+
 void init_zygote_loop(py::module_& m) {
     py::module_ sb = m.attr("sandbox").cast<py::module_>();
     sb.def("child_next", &child_next, py::arg("fd"));
     sb.def("child_send", [](int fd, uint32_t type, py::bytes payload) { return child_send(fd, type, std::string(payload)); },
            py::arg("fd"), py::arg("type"), py::arg("payload"));
     sb.def("usage", &usage);
+    sb.def("dict_is_snapshot", &dict_is_snapshot, py::arg("live"), py::arg("snap"));
     sb.def("zygote_loop", &zygote_loop, py::arg("sock"), py::arg("workdir"), py::arg("uid"), py::arg("gid"),
            py::arg("pid1"), py::arg("seccomp"), py::arg("shared_dirs"),
            "Serve generations until the supervisor closes the socket (returns None); in a forked child, "

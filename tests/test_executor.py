@@ -283,6 +283,28 @@ def test_call_mode_module_function_and_prelude(ex):
     assert judge1(ex, code, p).verdict == Verdict.AC
 
 
+def test_call_mode_prelude_names_and_their_isolation_between_tests(ex):
+    """The prelude is read through the module's __builtins__ (no per-test copy): its names resolve from
+    annotations, eval and nested functions; `from math import *` shadows pow as on LeetCode; a test that
+    rebinds a prelude name (module-level or in __builtins__ itself) leaves the next test untouched."""
+    p = Problem(tests=[TestCase("2", "[true, 4.0, 1]"), TestCase("3", "[true, 9.0, 1]")], fn_name="f")
+    code = (
+        "class Solution:\n"
+        "    def f(self, x: int) -> List[Any]:\n"
+        "        d = defaultdict(int)\n"
+        "        d[x] += 1\n"
+        "        ok = eval('Optional[int]') is not None and callable(lambda: heapq.heappush)\n"
+        "        out = [ok, pow(x, 2), d[x]]\n"
+        "        globals()['defaultdict'] = None\n"
+        "        __builtins__['pow'] = lambda a, b: 'poisoned'\n"
+        "        __builtins__['Counter'] = None\n"
+        "        return out\n"
+    )
+    r = judge1(ex, code, p, stop_on_first_failure=False)
+    assert r.verdict == Verdict.AC, r.message
+    assert r.passed == 2
+
+
 def test_call_mode_fresh_solution_and_globals_per_test(ex):
     p = Problem(tests=[TestCase("1", "1"), TestCase("1", "1"), TestCase("1", "1")], fn_name="f")
     code = (

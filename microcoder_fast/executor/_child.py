@@ -63,13 +63,15 @@ class Harness:
         fn_name: str | None,
         source: bytes,
         builtins_snapshot: dict,
-        prelude: dict,
+        call_builtins: dict,
+        call_builtins_snapshot: dict,
         encode_value,  # noqa: ANN001
     ) -> None:
         self.sock = sock
         self.source = source
         self.builtins_snapshot = builtins_snapshot
-        self.prelude = prelude
+        self.call_builtins = call_builtins
+        self.call_builtins_snapshot = call_builtins_snapshot
         self.encode_value = encode_value
         self.fn_name = fn_name
         self.code: types.CodeType | None = None
@@ -113,17 +115,20 @@ class Harness:
         sys.setrecursionlimit(1000 + self.base_depth)
         if self.tests_run == 0:
             return
-        bd = builtins.__dict__
-        if bd.keys() != self.builtins_snapshot.keys() or any(
-            bd[k] is not v for k, v in self.builtins_snapshot.items()
-        ):
-            bd.clear()
-            bd.update(self.builtins_snapshot)
-        signal.alarm(0)
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        # identity checks in C (borrowed references): iterating in Python would incref, and so
+        # copy-on-write, every page holding a builtin
+        for live, snap in ((builtins.__dict__, self.builtins_snapshot),
+                           (self.call_builtins, self.call_builtins_snapshot)):
+            if not _sandbox.dict_is_snapshot(live, snap):
+                live.clear()
+                live.update(snap)
+        if signal.getitimer(signal.ITIMER_REAL)[0]:  # alarm() uses the same timer
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+            if signal.getsignal(sig) is not signal.SIG_DFL:
+                signal.signal(sig, signal.SIG_DFL)
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.set_int_max_str_digits(0)
         _thread.stack_size(0)
         gc.enable()
@@ -237,20 +242,18 @@ class Harness:
         if dirty:
             os._exit(0)
 
-    def _fresh_module(self, name: str, seed: dict | None) -> dict:
+    def _fresh_module(self, name: str, builtins_ns: object) -> dict:
         mod = types.ModuleType(name)
         g = mod.__dict__
-        if seed:
-            g.update(seed)
         g["__name__"] = name
-        g["__builtins__"] = builtins
+        g["__builtins__"] = builtins_ns
         g["__file__"] = SOURCE_NAME
         g["__cached__"] = None
         sys.modules[name] = mod
         return g
 
     def _run_stdin(self) -> int | tuple[int, str]:
-        g = self._fresh_module("__main__", None)
+        g = self._fresh_module("__main__", builtins)
         try:
             exec(self.code, g)
         except SystemExit as e:
@@ -271,7 +274,7 @@ class Harness:
             args = [json.loads(line) for line in lines]
         except Exception as e:  # validated by the supervisor; this is a belt-and-braces guard
             return 1, "InputError", f"test input is not one JSON value per line: {e}", b""
-        g = self._fresh_module("solution", self.prelude)
+        g = self._fresh_module("solution", self.call_builtins)
         fn_name = self.fn_name
         try:
             exec(self.code, g)
@@ -328,11 +331,12 @@ def prepare_zygote_state() -> None:
     _install_stdio()
 
 
-def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, prelude: dict, encode_value) -> None:  # noqa: ANN001
+def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, call_builtins: dict,  # noqa: D417
+               call_builtins_snapshot: dict, encode_value) -> None:  # noqa: ANN001
     """Entry point in the forked child, sandbox already entered (fd 3 = control socket). Never returns."""
     status = 0
     try:
-        h = Harness(3, fn_name, source, builtins_snapshot, prelude, encode_value)
+        h = Harness(3, fn_name, source, builtins_snapshot, call_builtins, call_builtins_snapshot, encode_value)
         if h.compile():
             h.serve()
     except BaseException:

@@ -233,6 +233,13 @@ class Zygote:
         import builtins
 
         self.builtins_snapshot = dict(builtins.__dict__)
+        # Call mode reads the prelude's names through the module's __builtins__ (a dict: the builtins with
+        # the prelude on top, as LeetCode's star imports shadow e.g. pow with math.pow), so a test's fresh
+        # module starts empty: copying ~400 names into it would touch (copy-on-write) every page that
+        # holds one of those objects, in every generation child.
+        self.call_builtins = dict(self.builtins_snapshot)
+        self.call_builtins.update(self.prelude)
+        self.call_builtins_snapshot = dict(self.call_builtins)
 
     def setup_isolation(self) -> None:
         from microcoder_fast._C import sandbox
@@ -332,7 +339,8 @@ class Zygote:
         # a generation child, sandbox entered: run the harness, never come back
         self.sock.detach()
         fn_name, source = got
-        self.child.child_main(fn_name, source, self.builtins_snapshot, self.prelude, self.encode_value)
+        self.child.child_main(fn_name, source, self.builtins_snapshot, self.call_builtins,
+                              self.call_builtins_snapshot, self.encode_value)
 
 
 def atexit_clear() -> None:
