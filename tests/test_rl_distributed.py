@@ -56,6 +56,25 @@ def _worker(out_dir: str) -> None:
 
     out = Path(out_dir)
     rank = int(os.environ["RANK"])
+    # one process group for both trainers (a Trainer uses an existing group and leaves it open)
+    torch.distributed.init_process_group("gloo")
+    # Rewards from a deterministic stand-in (completion length parity): the 2-step-SFT tiny model writes no
+    # code, so the real judge would score every completion 0, every advantage would be 0 and the comparison
+    # below would be vacuous. Each rank still judges its own groups through the trainer's judge hook.
+    from microcoder_fast.rl.rewards import Outcome, _Done
+
+    class ParityJudge:
+        def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+            pass
+
+        def submit(self, text: str, problem) -> _Done:  # noqa: ANN001
+            ok = len(text) % 2 == 1
+            return _Done(Outcome("pass" if ok else "fail", float(ok), "AC" if ok else "WA"))
+
+        def close(self) -> None:
+            pass
+
+    tr.RewardJudge = ParityJudge
     record: dict = {"updates": []}
     real_update = tr.grpo_update
 
@@ -95,6 +114,7 @@ def _worker(out_dir: str) -> None:
     record["n_updates_a"] = len(record["updates"])
     run("b", total_steps=2, save_every=1, resume=str(out / "a" / "checkpoints" / "step_000001"))
     torch.save(record, out / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -195,7 +215,9 @@ def test_one_step_equals_single_process(two_rank_run):
     single = model.state_dict()
     moved = 0
     for k, v in ck.state_dict().items():
-        assert torch.allclose(v, single[k], atol=2e-6, rtol=0), (k, float((v - single[k]).abs().max()))
+        # Adam moves every weight by up to ~lr per update; 0.1% of lr is fp32 round-off amplified by Adam's
+        # 1/sqrt(v) on tiny gradients, while a wrong normalisation moves weights by a sizeable part of lr
+        assert torch.allclose(v, single[k], atol=1e-3 * ARGS["lr"], rtol=0), (k, float((v - single[k]).abs().max()))
         moved += int(not torch.equal(v, recs[0]["updates"][0]["before"][k]))
     assert moved > 0
     # the next RL step started from exactly the checkpointed weights
