@@ -372,7 +372,7 @@ def _save_pretrained_from_state(model: torch.nn.Module, sd: dict[str, torch.Tens
 
     cfg = model.config  # type: ignore[attr-defined]
     with torch.device("meta"):
-        plain = AutoModelForCausalLM.from_config(cfg, torch_dtype=next(iter(sd.values())).dtype)
+        plain = AutoModelForCausalLM.from_config(cfg, dtype=next(iter(sd.values())).dtype)
     plain.load_state_dict(sd, assign=True, strict=False)
     if getattr(cfg, "tie_word_embeddings", False):
         plain.tie_weights()
