@@ -366,7 +366,7 @@ class Trainer:
         losses = []
         from tqdm import tqdm
 
-        bar = tqdm(range(cfg.sft_steps), desc="sft", disable=not cfg.progress, mininterval=2.0)
+        bar = tqdm(range(cfg.sft_steps), desc="sft", disable=not cfg.progress or not self.dist.is_main, mininterval=2.0)
         for s in bar:
             if len(order) < cfg.sft_batch_size:
                 order += torch.randperm(len(items), generator=g).tolist()
@@ -646,7 +646,7 @@ class Trainer:
             log(f"held-out pass@1 before RL: {ev['pass@1']:.3f} ({ev['eval_time_s']:.1f}s)")
         from tqdm import tqdm
 
-        bar = tqdm(range(self.step, cfg.total_steps), desc="rl", disable=not cfg.progress, initial=self.step,
+        bar = tqdm(range(self.step, cfg.total_steps), desc="rl", disable=not cfg.progress or not self.dist.is_main, initial=self.step,
                    total=cfg.total_steps, mininterval=2.0)
         last_eval = None
         for step in bar:
