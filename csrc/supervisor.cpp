@@ -149,11 +149,17 @@ void set_nonblock(int fd) {
 
 // One zygote and the generation it is running. Not thread-safe: one Python thread drives one Worker.
 //
-// Per test the supervisor creates three memfds (stdin holding the input, stdout, stderr), hands them to
-// the child with the TEST frame and keeps its own references: after the child reports the test, or dies
-// during it, the supervisor reads the output itself. Each test has its own files, so tests can be sent
-// ahead (pipelined) without their outputs mixing. The output cap is enforced twice: RLIMIT_FSIZE in the
-// child (SIGXFSZ) and the size check here.
+// Test I/O goes through S "sets" of three memfds (stdin, stdout, stderr) that the Worker creates once and
+// keeps for its lifetime: test j of a generation uses set j % S, and a child receives a set's descriptors
+// with the first TEST frame that uses it. At the start of each test the child itself empties the set's
+// files and writes the test's input into its stdin file (the input travels in the TEST frame; an input
+// too large for the child's RLIMIT_FSIZE comes instead as a fresh memfd). With at most S tests handed
+// ahead, test j + S is sent only after test j's output has been read, so outputs never mix; the
+// supervisor empties both output files right after reading them, so output a program wrote anywhere else
+// can never be mistaken for the next test's. Earlier generations are reaped by the zygote before the next
+// child is forked, so nothing of theirs can write into a set either. Creating and destroying three memfds
+// per test cost ~75 us of kernel time here; this costs a few syscalls. The output cap is enforced twice:
+// RLIMIT_FSIZE in the child (SIGXFSZ) and the size check here.
 class Worker {
 public:
     Worker(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
@@ -223,9 +229,20 @@ public:
     }
 
     // Start a generation: a fresh control socketpair, one end handed to the zygote with the RUN frame.
-    bool start(const std::string& payload) {
+    // `sets`: how many I/O sets this generation's tests rotate through (>= the tests handed ahead).
+    bool start(const std::string& payload, int sets) {
         py::gil_scoped_release nogil;
         end_generation();
+        if (sets < 1) sets = 1;
+        gen_sets_ = sets;
+        while (static_cast<int>(sets_.size()) < sets) {
+            Set st;
+            st.in = make_memfd("stdin");
+            st.out = make_memfd("stdout");
+            st.err = make_memfd("stderr");
+            sets_.push_back(st);
+        }
+        handed_.assign(static_cast<size_t>(sets), false);
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw os_error("socketpair", errno);
         ctl_ = sv[0];
@@ -237,24 +254,37 @@ public:
         return ok;
     }
 
-    // Send one test: fd 0 = a memfd holding the input (seekable like a redirected file), fd 1/2 = fresh
-    // memfds the supervisor reads back with take_output(index).
-    bool send_test(int index, const std::string& header, const std::string& input) {
+    // Send test `index` (the generation's last if `last`). Payload: "index last set inline\n" + input
+    // when the input is at most inline_max bytes (the child writes it into its set's stdin file); else
+    // the input comes as a fresh memfd, the frame's last descriptor. The set's three descriptors ride
+    // along the first time this child uses the set. take_output(index) reads the result back.
+    bool send_test(int index, bool last, const std::string& input, uint64_t inline_max) {
         py::gil_scoped_release nogil;
-        if (ctl_ < 0 || ctl_eof_) return false;
-        int in = make_memfd("stdin");
-        if (!write_all(in, input.data(), input.size())) {
-            int e = errno;
-            ::close(in);
-            throw os_error("writing test input to memfd", e);
+        if (ctl_ < 0 || ctl_eof_ || gen_sets_ < 1) return false;
+        int s = index % gen_sets_;
+        bool inl = input.size() <= inline_max;
+        std::vector<int> fds;
+        if (!handed_[static_cast<size_t>(s)]) {
+            fds = {sets_[static_cast<size_t>(s)].in, sets_[static_cast<size_t>(s)].out,
+                   sets_[static_cast<size_t>(s)].err};
+            handed_[static_cast<size_t>(s)] = true;
         }
-        ::lseek(in, 0, SEEK_SET);
-        int out = make_memfd("stdout");
-        int err = make_memfd("stderr");
-        bool ok = send_frame(ctl_, kTest, header, {in, out, err});
-        ::close(in);
-        drop_output(index);
-        outputs_.push_back({index, out, err});
+        int big = -1;
+        if (!inl) {
+            big = make_memfd("stdin");
+            if (!write_all(big, input.data(), input.size())) {
+                int e = errno;
+                ::close(big);
+                throw os_error("writing test input to memfd", e);
+            }
+            ::lseek(big, 0, SEEK_SET);
+            fds.push_back(big);
+        }
+        std::string payload = std::to_string(index) + (last ? " 1 " : " 0 ") + std::to_string(s) +
+                              (inl ? " 1\n" : " 0\n");
+        if (inl) payload += input;
+        bool ok = send_frame(ctl_, kTest, payload, fds);
+        if (big >= 0) ::close(big);
         return ok;
     }
 
@@ -293,17 +323,15 @@ public:
     }
 
     // Read back test `index`'s stdout (None if it passed out_cap bytes) and the last tail_cap bytes of its
-    // stderr, then release both files. Returns (stdout | None, stdout_size, stderr_tail).
+    // stderr, then empty both files. Returns (stdout | None, stdout_size, stderr_tail).
     py::tuple take_output(int index, uint64_t out_cap, uint64_t tail_cap) {
         std::string out, tail;
         long long size = -1;
         bool over = false;
         {
             py::gil_scoped_release nogil;
-            for (size_t i = 0; i < outputs_.size(); ++i) {
-                if (outputs_[i].index != index) continue;
-                Out o = outputs_[i];
-                outputs_.erase(outputs_.begin() + static_cast<long>(i));
+            if (gen_sets_ >= 1 && index >= 0) {
+                const Set& o = sets_[static_cast<size_t>(index % gen_sets_)];
                 struct stat st;
                 if (fstat(o.out, &st) == 0) size = st.st_size;
                 if (size > static_cast<long long>(out_cap)) {
@@ -311,14 +339,13 @@ public:
                 } else if (size > 0) {
                     out = pread_all(o.out, 0, static_cast<size_t>(size));
                 }
+                if (size != 0) ftruncate(o.out, 0);
                 if (fstat(o.err, &st) == 0 && st.st_size > 0) {
                     uint64_t esz = static_cast<uint64_t>(st.st_size);
                     uint64_t off = esz > tail_cap ? esz - tail_cap : 0;
                     tail = pread_all(o.err, static_cast<off_t>(off), static_cast<size_t>(esz - off));
+                    ftruncate(o.err, 0);
                 }
-                ::close(o.out);
-                ::close(o.err);
-                break;
             }
         }
         py::object o = over ? py::object(py::none()) : py::object(py::bytes(out));
@@ -339,6 +366,7 @@ public:
     // Close the zygote's socket (it exits on EOF), wait up to grace_s, then SIGKILL, and reap it.
     void close_all(double grace_s) {
         end_generation();
+        close_sets();
         close_fd(zsock_);
         if (zpid_ > 0) {
             py::gil_scoped_release* rel = nullptr;
@@ -370,23 +398,27 @@ public:
         ++pending_exits_;
     }
 
-    // Release the per-generation resources (control socket, unread outputs).
+    // Release the per-generation resources (the control socket; the I/O sets stay for the next one).
     void end_generation() {
         close_fd(ctl_);
         ctl_eof_ = true;
-        for (auto& o : outputs_) {
-            ::close(o.out);
-            ::close(o.err);
-        }
-        outputs_.clear();
     }
 
 private:
-    struct Out {
-        int index;
-        int out;
-        int err;
+    struct Set {
+        int in = -1;
+        int out = -1;
+        int err = -1;
     };
+
+    void close_sets() {
+        for (auto& st : sets_) {
+            close_fd(st.in);
+            close_fd(st.out);
+            close_fd(st.err);
+        }
+        sets_.clear();
+    }
 
     static int make_memfd(const char* name) {
         int fd = static_cast<int>(::syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */));
@@ -405,17 +437,6 @@ private:
         }
         s.resize(got);
         return s;
-    }
-
-    void drop_output(int index) {
-        for (size_t i = 0; i < outputs_.size(); ++i) {
-            if (outputs_[i].index == index) {
-                ::close(outputs_[i].out);
-                ::close(outputs_[i].err);
-                outputs_.erase(outputs_.begin() + static_cast<long>(i));
-                return;
-            }
-        }
     }
 
     int recv_zygote_nogil(double timeout_s, uint32_t& type, std::string& payload) {
@@ -512,7 +533,9 @@ private:
     int ctl_ = -1;
     bool ctl_eof_ = true;
     std::string cbuf_;
-    std::vector<Out> outputs_;
+    std::vector<Set> sets_;      // the Worker's I/O sets (created on demand, kept until close)
+    std::vector<bool> handed_;   // which sets the running child already holds
+    int gen_sets_ = 0;
     int pending_exits_ = 0;
 };
 
@@ -524,11 +547,13 @@ void init_supervisor(py::module_& m) {
              py::arg("env"))
         .def_property_readonly("pid", &Worker::pid)
         .def("recv_zygote", &Worker::recv_zygote, py::arg("timeout_s"))
-        .def("start", [](Worker& w, py::bytes payload) { return w.start(std::string(payload)); })
+        .def("start", [](Worker& w, py::bytes payload, int sets) { return w.start(std::string(payload), sets); },
+             py::arg("payload"), py::arg("sets"))
         .def("send_test",
-             [](Worker& w, int index, py::bytes header, py::bytes input) {
-                 return w.send_test(index, std::string(header), std::string(input));
-             })
+             [](Worker& w, int index, bool last, py::bytes input, uint64_t inline_max) {
+                 return w.send_test(index, last, std::string(input), inline_max);
+             },
+             py::arg("index"), py::arg("last"), py::arg("input"), py::arg("inline_max"))
         .def("send_end", &Worker::send_end)
         .def("send_zygote",
              [](Worker& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })

@@ -384,20 +384,81 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
 
 // --- helpers for the harness inside a generation child (fewer Python objects touched = fewer pages copied)
 
-// Blocking: the next frame from the supervisor. A TEST frame's three descriptors (stdin, stdout, stderr
-// memfds) are put on fds 0, 1, 2 here. Returns (type, payload); (0, b"") on EOF.
+// The I/O sets this generation child holds (see the Worker in supervisor.cpp): stdin, stdout, stderr memfds.
+struct ChildSet {
+    int in = -1, out = -1, err = -1;
+};
+std::vector<ChildSet> g_sets;
+
+bool pwrite_all(int fd, const char* p, size_t n) {
+    off_t off = 0;
+    while (n > 0) {
+        ssize_t k = ::pwrite(fd, p, n, off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return false;
+        p += k;
+        off += k;
+        n -= static_cast<size_t>(k);
+    }
+    return true;
+}
+
+// Lays out fds 0/1/2 for a TEST frame ("index last set inline\n" + input): the set's output files emptied
+// and rewound, its stdin file holding the input (or the frame's extra memfd when not inline).
+bool prepare_test_fds(const std::string& payload, std::vector<int>& fds, std::string& head) {
+    size_t nl = payload.find('\n');
+    if (nl == std::string::npos) return false;
+    head = payload.substr(0, nl);
+    long index = 0, last = 0, set = 0, inl = 1;
+    if (std::sscanf(head.c_str(), "%ld %ld %ld %ld", &index, &last, &set, &inl) != 4 || set < 0 || set > 4096)
+        return false;
+    size_t want_extra = inl ? 0 : 1;
+    if (fds.size() == 3 + want_extra) {
+        if (g_sets.size() <= static_cast<size_t>(set)) g_sets.resize(static_cast<size_t>(set) + 1);
+        ChildSet& cs = g_sets[static_cast<size_t>(set)];
+        for (int* f : {&cs.in, &cs.out, &cs.err}) {
+            if (*f > 3) ::close(*f);
+        }
+        cs = {fds[0], fds[1], fds[2]};
+        fds.erase(fds.begin(), fds.begin() + 3);
+    } else if (fds.size() != want_extra) {
+        return false;
+    }
+    if (g_sets.size() <= static_cast<size_t>(set)) return false;
+    const ChildSet& cs = g_sets[static_cast<size_t>(set)];
+    if (cs.in < 0) return false;
+    for (int f : {cs.out, cs.err}) {
+        if (ftruncate(f, 0) != 0 || lseek(f, 0, SEEK_SET) != 0) return false;
+    }
+    if (inl) {
+        if (ftruncate(cs.in, 0) != 0) return false;
+        if (!pwrite_all(cs.in, payload.data() + nl + 1, payload.size() - nl - 1)) return false;
+        if (lseek(cs.in, 0, SEEK_SET) != 0 || dup2(cs.in, 0) < 0) return false;
+    } else {
+        if (dup2(fds[0], 0) < 0) return false;
+        ::close(fds[0]);
+        fds.clear();
+    }
+    if (dup2(cs.out, 1) < 0 || dup2(cs.err, 2) < 0) return false;
+    size_t sp = head.find(' ', head.find(' ') + 1);
+    head.resize(sp == std::string::npos ? head.size() : sp);  // "index last" for the harness
+    return true;
+}
+
+// Blocking: the next frame from the supervisor. For a TEST frame, fds 0/1/2 are laid out here and the
+// payload returned is "index last". Returns (type, payload); (0, b"") on EOF or a test whose descriptors
+// could not be set up (the harness then exits; the supervisor sees the test die).
 py::tuple child_next(int fd) {
     uint32_t type = 0;
-    std::string payload;
+    std::string payload, head;
     std::vector<int> fds;
     bool ok;
     {
         py::gil_scoped_release nogil;
         ok = recv_frame(fd, type, payload, fds);
-        if (ok && type == kTest && fds.size() == 3) {
-            for (int i = 0; i < 3; ++i) {
-                if (dup2(fds[i], i) < 0) ok = false;
-            }
+        if (ok && type == kTest) {
+            ok = prepare_test_fds(payload, fds, head);
+            payload.swap(head);
         }
         for (int f : fds) {
             if (f > 3) ::close(f);
@@ -405,6 +466,18 @@ py::tuple child_next(int fd) {
     }
     if (!ok) return py::make_tuple(0, py::bytes());
     return py::make_tuple(type, py::bytes(payload));
+}
+
+// False if the program closed (or never had) one of the harness' descriptors: the control socket (3) or
+// a set's files. The harness then ends this child after reporting the test.
+bool child_fds_ok() {
+    if (fcntl(3, F_GETFD) < 0) return false;
+    for (const ChildSet& cs : g_sets) {
+        for (int f : {cs.in, cs.out, cs.err}) {
+            if (f >= 0 && fcntl(f, F_GETFD) < 0) return false;
+        }
+    }
+    return true;
 }
 
 bool child_send(int fd, uint32_t type, const std::string& payload) {
@@ -450,6 +523,7 @@ void init_zygote_loop(py::module_& m) {
     sb.def("child_send", [](int fd, uint32_t type, py::bytes payload) { return child_send(fd, type, std::string(payload)); },
            py::arg("fd"), py::arg("type"), py::arg("payload"));
     sb.def("usage", &usage);
+    sb.def("child_fds_ok", &child_fds_ok);
     sb.def("dict_is_snapshot", &dict_is_snapshot, py::arg("live"), py::arg("snap"));
     sb.def("zygote_loop", &zygote_loop, py::arg("sock"), py::arg("workdir"), py::arg("uid"), py::arg("gid"),
            py::arg("pid1"), py::arg("seccomp"), py::arg("shared_dirs"),

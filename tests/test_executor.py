@@ -116,6 +116,27 @@ def test_state_does_not_leak_between_tests(ex):
     assert judge1(ex, code2, p).verdict == Verdict.AC
 
 
+def test_standard_streams_and_io_files_are_fresh_for_every_test(ex):
+    """Tests of one generation share a child and rotate through a few reused stdin/stdout/stderr files:
+    a test's read-ahead, a replaced or closed stream, a reconfigured one, and a long output written by an
+    earlier test on the same files never reach a later test."""
+    code = (
+        "import sys, os\n"
+        "line = sys.stdin.readline().strip()\n"
+        "print('x\\n' * 3000 if line == 'long' else line, end='' if line == 'long' else '\\n')\n"
+        "sys.stderr.write('e' * 5000)\n"
+        "if line == 'a':\n    sys.stdout.flush()\n    sys.stdout = open(os.devnull, 'w')\n"
+        "if line == 'b':\n    sys.stdin.close()\n"
+        "if line == 'c':\n    sys.stdout.reconfigure(line_buffering=True)\n"
+    )
+    words = ["long", "a", "b", "c", "short", "d", "e", "f", "long", "g"]
+    p = Problem(tests=[TestCase(f"{w}\nrest of the input\n", "x\n" * 3000 if w == "long" else f"{w}\n")
+                       for w in words])
+    r = judge1(ex, code, p, stop_on_first_failure=False)
+    assert [t.verdict for t in r.tests] == [Verdict.AC] * len(words), r.message
+    assert all(t.stderr_tail.endswith("e" * 100) for t in r.tests)
+
+
 # --------------------------------------------------------------------------------------------------
 # verdict classes and traps
 

@@ -14,6 +14,7 @@ remaining tests. Expected outputs never come here: the supervisor compares.
 
 from __future__ import annotations
 
+import _signal
 import _thread
 import atexit
 import builtins
@@ -33,6 +34,7 @@ from microcoder_fast._C import sandbox as _sandbox
 T_TEST, T_END, T_RESULT, T_COMPILED, T_CE = 10, 11, 12, 13, 14
 
 SOURCE_NAME = "solution.py"
+_RESET_SIGNALS = (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
 COMPILED_REPORT_BYTES = 65536  # must match api.COMPILED_REPORT_BYTES
 
 
@@ -100,7 +102,9 @@ class Harness:
             frame = frame.f_back
         self.base_depth = depth + 3
         while True:
-            ftype, payload = _sandbox.child_next(self.sock)  # a TEST's memfds are now fds 0, 1, 2
+            ftype, payload = _sandbox.child_next(self.sock)  # a TEST's stdin/stdout/stderr are now fds 0, 1, 2
+            if ftype == 0:
+                os._exit(114)  # EOF, or the test's descriptors could not be set up
             if ftype != T_TEST:
                 return
             index, last = payload.split()
@@ -117,17 +121,20 @@ class Harness:
             return
         # identity checks in C (borrowed references): iterating in Python would incref, and so
         # copy-on-write, every page holding a builtin
-        for live, snap in ((builtins.__dict__, self.builtins_snapshot),
-                           (self.call_builtins, self.call_builtins_snapshot)):
+        pairs = [(builtins.__dict__, self.builtins_snapshot)]
+        if self.fn_name is not None:  # only call mode reads the prelude's builtins
+            pairs.append((self.call_builtins, self.call_builtins_snapshot))
+        for live, snap in pairs:
             if not _sandbox.dict_is_snapshot(live, snap):
                 live.clear()
                 live.update(snap)
         if signal.getitimer(signal.ITIMER_REAL)[0]:  # alarm() uses the same timer
             signal.setitimer(signal.ITIMER_REAL, 0)
-        for sig in (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
-            if signal.getsignal(sig) is not signal.SIG_DFL:
+        # _signal.getsignal: the raw handler table (signal.getsignal builds an enum per call)
+        for sig in _RESET_SIGNALS:
+            if _signal.getsignal(sig) != _signal.SIG_DFL:
                 signal.signal(sig, signal.SIG_DFL)
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        if _signal.getsignal(signal.SIGINT) is not _signal.default_int_handler:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.set_int_max_str_digits(0)
         _thread.stack_size(0)
@@ -137,7 +144,7 @@ class Harness:
             os.chdir(self.workdir)
         except OSError:
             pass
-        _install_stdio()
+        _refresh_stdio()
 
     def _print_exception(self, e: BaseException) -> None:
         try:
@@ -201,11 +208,7 @@ class Harness:
                 return True
             if pid == 0:
                 return True
-        try:
-            os.fstat(3)
-        except OSError:
-            return True
-        return False
+        return not _sandbox.child_fds_ok()
 
     # ---------------------------------------------------------------------------------------------------
     def run_test(self, index: int) -> None:
@@ -303,7 +306,11 @@ class Harness:
         return 0, None, "", value
 
 
+_STREAMS: tuple = ()
+
+
 def _install_stdio() -> None:
+    global _STREAMS
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
     )
@@ -316,6 +323,31 @@ def _install_stdio() -> None:
         errors="backslashreplace",
         line_buffering=True,
     )
+    _STREAMS = (sys.stdin, sys.stdout, sys.stderr)
+
+
+def _refresh_stdio() -> None:
+    """Streams for the next test of this child. If the program left the three standard streams as the
+    harness made them (same objects, open, same configuration), keep them: stdout and stderr were flushed
+    when the last test ended and fds 1/2 now point at emptied, rewound files; stdin only has to drop its
+    read-ahead (seek(0): fd 0 holds the new input, rewound). Otherwise build fresh ones."""
+    si, so, se = _STREAMS
+    try:
+        keep = (
+            sys.stdin is si and sys.__stdin__ is si and sys.stdout is so and sys.__stdout__ is so
+            and sys.stderr is se and sys.__stderr__ is se
+            and not (si.closed or so.closed or se.closed)
+            and si.encoding == so.encoding == se.encoding == "utf-8"
+            and si.errors == so.errors == "surrogateescape" and se.errors == "backslashreplace"
+            and not (si.line_buffering or so.line_buffering or si.write_through or so.write_through)
+            and se.line_buffering and not se.write_through
+        )
+        if keep:
+            si.seek(0)
+            return
+    except (ValueError, OSError):  # a detached or broken stream
+        pass
+    _install_stdio()
 
 
 def prepare_zygote_state() -> None:

@@ -571,7 +571,7 @@ class Executor:
         ahead of the one running. Returns (next k, finished, CE message)."""
         n = len(problem.tests)
         w = slot.w
-        if not w.start(self._gen_payload(problem, n - k, tl) + b"\n" + source):
+        if not w.start(self._gen_payload(problem, n - k, tl) + b"\n" + source, min(self.pipeline, n)):
             raise _GenerationLost("could not hand the generation to the zygote")
         sent = k
         window = self.pipeline
@@ -579,8 +579,7 @@ class Executor:
         def fill() -> None:
             nonlocal sent
             while sent < n and sent - k < window:
-                head = b"%d %d" % (sent, sent == n - 1)
-                if not w.send_test(sent, head, problem._inputs[sent]):
+                if not w.send_test(sent, sent == n - 1, problem._inputs[sent], self.output_limit):
                     return
                 sent += 1
 
