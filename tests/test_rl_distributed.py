@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -122,19 +121,13 @@ def _worker(out_dir: str) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_rank_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", TQDM_DISABLE="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(HERE), "--worker", str(out)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(HERE),
+           "--worker", str(out)]  # --standalone: a free port of its own
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=str(out))
     assert proc.returncode == 0, f"2-rank run failed (rc {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
     recs = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
@@ -268,10 +261,10 @@ def test_world_size_without_launcher_is_a_clear_error(monkeypatch):
 
 
 def test_batch_arithmetic_and_resume_world_errors(tmp_path):
-    from microcoder_fast.rl.config import load_config
+    from microcoder_fast.rl.config import ConfigError, load_config
 
     ctx = rldist.DistContext(rank=0, world_size=3)
-    with pytest.raises(ValueError, match="train_batch_size=4 is not divisible by the 3 ranks"):
+    with pytest.raises(ConfigError, match="train_batch_size=4 is not divisible by the 3 ranks"):
         rldist.check_config(load_config(None, {k: str(v) for k, v in ARGS.items()}), ctx)
     with pytest.raises(RuntimeError, match="written by 2 rank"):
         rldist.check_resume_world({"world_size": 2}, tmp_path, rldist.DistContext())

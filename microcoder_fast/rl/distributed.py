@@ -16,8 +16,9 @@ Topology (one step, K ranks; ``train_batch_size`` and ``ppo_mini_batch_size`` mu
   of every rank holds exactly the prompts of the global mini-batch ``m``, so each optimiser update sees
   the same sequences as in a single process. Resume keeps the data order: the position is the global step.
 * **Rollouts.** Every rank generates its own prompts' groups with its own engine (HF ``generate`` on an
-  unsharded rollout copy of the policy, or a vLLM replica per rank joined with ``external_launcher``) and
-  judges them with its own executor, overlapped with generation. A group never straddles ranks, so group
+  unsharded rollout copy of the policy, or a vLLM replica per rank: ``distributed_executor_backend=
+  "external_launcher"``, ``data_parallel_size=K``, which needs ``VLLMEngine(llm_kwargs=...)``; not yet run
+  on GPUs) and judges them with its own executor, overlapped with generation. A group never straddles ranks, so group
   advantages and the truncation mask are computed locally. Sampling and mask draws are seeded per rank.
 * **Loss.** Token-mean: each micro-batch's loss is weighted by its tokens over the *global* mini-batch
   token count (an all-reduce), seq-mean modes by sequences over the global count; the loss is multiplied
@@ -33,6 +34,9 @@ Topology (one step, K ranks; ``train_batch_size`` and ``ppo_mini_batch_size`` mu
   scheduler and ``state.json`` (with ``world_size``); the optimizer state is written sharded with
   ``torch.distributed.checkpoint`` (``optimizer/``, every rank its shard); every rank writes its RNG state.
   Resume (``resume=auto`` or a path) requires the same world size and refuses a mismatch with the reason.
+
+FSDP2 runs on CPU with gloo (torch 2.13): the 2-process test (tests/test_rl_distributed.py) checks that one
+step equals a single process on the same global batch. ``torchrun --nproc_per_node 1`` is a single process.
 """
 
 from __future__ import annotations
@@ -176,19 +180,20 @@ def init_distributed(device: str) -> DistContext:
 
 
 def check_config(cfg: Any, ctx: DistContext) -> None:
-    """The batch arithmetic K ranks need; each message names the key and the fix."""
+    """The batch arithmetic K ranks need; raises `ConfigError` naming the key and the fix."""
     if not ctx.enabled:
         return
+    from microcoder_fast.rl.config import ConfigError
     k = ctx.world_size
     for key in ("train_batch_size", "ppo_mini_batch_size"):
         v = getattr(cfg, key)
         if v % k:
-            raise ValueError(f"{key}={v} is not divisible by the {k} ranks of this torchrun: every rank takes whole "
+            raise ConfigError(f"{key}={v} is not divisible by the {k} ranks of this torchrun: every rank takes whole "
                              f"groups of every mini-batch; use a multiple of {k} or --nproc_per_node dividing {v}")
     if cfg.sft_steps and cfg.sft_batch_size % k:
-        raise ValueError(f"sft_batch_size={cfg.sft_batch_size} is not divisible by the {k} ranks: use a multiple of {k}")
+        raise ConfigError(f"sft_batch_size={cfg.sft_batch_size} is not divisible by the {k} ranks: use a multiple of {k}")
     if cfg.vllm_tensor_parallel_size != 1:
-        raise ValueError("vllm_tensor_parallel_size > 1 under torchrun is not supported: every rank runs one vLLM "
+        raise ConfigError("vllm_tensor_parallel_size > 1 under torchrun is not supported: every rank runs one vLLM "
                          "replica of the whole model (set vllm_tensor_parallel_size=1)")
 
 
