@@ -446,3 +446,15 @@ def test_fork_cost_probe():
     with Executor(workers=1) as e:
         s = e.fork_exit_wait_s(20)
         assert 0 < s < 1.0
+
+
+def test_input_larger_than_the_output_cap_arrives_whole():
+    """An input the child could not write under its RLIMIT_FSIZE (the output cap) travels as its own file."""
+    big = "".join(f"{i}\n" for i in range(20000))  # ~109 KB, over a 0.05 MB cap
+    total = sum(range(20000))
+    p = Problem(tests=[TestCase(big, f"{total}\n"), TestCase("1\n2\n", "3\n"), TestCase(big, f"{total}\n")])
+    with Executor(workers=1, output_limit_mb=0.05) as small:
+        r = judge1(small, "import sys\nprint(sum(map(int, sys.stdin.read().split())))", p)
+        assert r.verdict == Verdict.AC, r.message
+        flood = judge1(small, "print('y' * 200000)", Problem(tests=[TestCase("", "y")]))
+        assert flood.verdict == Verdict.OLE
