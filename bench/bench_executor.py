@@ -258,7 +258,8 @@ def _verdict(v: object) -> str:
     return str(getattr(v, "value", v))
 
 
-def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> tuple[float, float]:
+def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> tuple[float, float, float]:
+    """Judge the suite; returns (wall s, executor start-up s, in-program CPU s summed over the tests run)."""
     from microcoder_fast.executor import Executor
 
     jobs = [(r.code, r.problem.to_problem(time_limit_s=time_limit)) for r in rows]
@@ -268,7 +269,10 @@ def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> 
         t0 = time.perf_counter()
         results = ex.judge(jobs, stop_on_first_failure=True)
         wall = time.perf_counter() - t0
+    in_program = 0.0
     for r, res in zip(rows, results):
+        r.extra["in_program_s"] = sum(t.cpu_s for t in getattr(res, "tests", []) or [])
+        in_program += r.extra["in_program_s"]
         r.ours = _verdict(res.verdict)
         if r.ours != "AC":
             for t in getattr(res, "tests", []) or []:
@@ -278,7 +282,7 @@ def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> 
                     break
             if not r.ours_detail:
                 r.ours_detail = str(getattr(res, "message", "") or "")[:160]
-    return wall, startup
+    return wall, startup, in_program
 
 
 # ------------------------------------------------------------------------------------ micro-benches
@@ -380,6 +384,20 @@ def report(rows: list[Row], args: argparse.Namespace, timings: dict) -> str:
         lines.append(f"\nThroughput ratio (LiveCodeBench wall / ours): **{timings['lcb'] / timings['ours']:.1f}x** "
                      f"(judge() only; our executor's start-up, {timings['ours_startup']:.2f} s once per trainer, "
                      f"excluded; with it: {timings['lcb'] / (timings['ours'] + timings['ours_startup']):.1f}x).")
+    if "ours" in timings and "lcb" in timings and timings.get("in_program", 0) > 0:
+        w, prog = args.workers, timings["in_program"]
+        heavy = sorted(rows, key=lambda r: -r.extra.get("in_program_s", 0.0))[:3]
+        over_ours = (w * timings["ours"] - prog) / n_gen
+        over_lcb = (w * timings["lcb"] - prog) / n_gen
+        lines.append(
+            f"\nIn-program time: the tests' own CPU time (our harness measures it per test; both judges run "
+            f"the same tests, stopping at the same first failure) sums to {prog:.2f} s "
+            f"(heaviest: " + ", ".join(f"{r.task_id} {r.mode} {r.extra['in_program_s']:.2f} s" for r in heavy)
+            + f"). With {w} workers and no judge overhead at all, nothing finishes this suite under "
+            f"{prog / w:.2f} s, so the largest throughput ratio this suite allows on this machine is "
+            f"**{timings['lcb'] * w / prog:.1f}x**. Judge overhead per generation ((workers x wall - "
+            f"in-program time) / generations): ours {over_ours * 1e3:.2f} ms, LiveCodeBench "
+            f"{over_lcb * 1e3:.2f} ms: **{over_lcb / over_ours:.1f}x** less overhead.")
     if "fork_mean" in timings:
         lines.append(f"\nBare fork + _exit + waitpid in a bare interpreter: mean {timings['fork_mean'] * 1e3:.3f} ms, "
                      f"median {timings['fork_median'] * 1e3:.3f} ms; in an interpreter that imported NumPy "
@@ -445,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError:  # no numpy: report the bare cost twice rather than fail
         timings["fork_np_mean"], timings["fork_np_median"] = timings["fork_mean"], timings["fork_median"]
     if args.judges in ("both", "ours"):
-        timings["ours"], timings["ours_startup"] = run_ours(rows, args.workers, float(args.time_limit), args.compare)
+        timings["ours"], timings["ours_startup"], timings["in_program"] = run_ours(
+            rows, args.workers, float(args.time_limit), args.compare)
         print(f"ours: {timings['ours']:.2f} s", file=sys.stderr)
         tri = trivial_overhead(float(args.time_limit), args.trivial_tests, max(50, args.trivial_tests // 4))
         timings.update({k: v for k, v in tri.items() if not k.startswith("ok_")})
