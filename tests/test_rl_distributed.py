@@ -47,6 +47,39 @@ def _rows(b, old_logp, adv):  # noqa: ANN001, ANN202
     return out
 
 
+def _fixed_global(model):  # noqa: ANN001, ANN202
+    """4 prompts x 2 responses of varied lengths, advantages, and old log-probs (off-policy by a fixed
+    perturbation, so the clip engages): the same tensors in every process."""
+    from microcoder_fast.rl.trainer import make_batch, response_logprobs
+
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(1, 250, (n,), generator=g).tolist() for n in (5, 3, 7, 4)]
+    rows_p = [p for p in prompts for _ in range(2)]
+    rows_r = [torch.randint(1, 250, (1 + (3 * i + 5) % 7,), generator=g).tolist() for i in range(8)]
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5, -1.0, 1.0, 0.3, -0.3])
+    b = make_batch(rows_p, rows_r, pad=0)
+    with torch.no_grad():
+        old, _ = response_logprobs(model, b, slice(None), 1.2)
+    old = old + 0.3 * torch.randn(old.shape, generator=g)
+    return rows_p, rows_r, adv, old
+
+
+def _local_batch(rank: int, rows_p, rows_r, adv, old):  # noqa: ANN001, ANN202
+    """Rank ``rank``'s share: prompts rank, rank + 2 (strided), each with its whole group."""
+    from microcoder_fast.rl.trainer import make_batch
+
+    seqs = [2 * p + j for p in (rank, rank + 2) for j in range(2)]
+    b = make_batch([rows_p[i] for i in seqs], [rows_r[i] for i in seqs], pad=0)
+    return b, old[seqs, : b.responses.shape[1]], adv[seqs]
+
+
+def _fixed_cfg(agg: str):  # noqa: ANN202
+    from microcoder_fast.rl.config import load_config
+
+    return load_config(None, {"train_batch_size": "4", "group_size": "2", "ppo_mini_batch_size": "2",
+                              "ppo_micro_batch_size": "1", "grad_clip": "1e9", "loss_agg": agg})
+
+
 def _worker(out_dir: str) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -112,6 +145,17 @@ def _worker(out_dir: str) -> None:
     run("a", total_steps=2, save_every=1)
     record["n_updates_a"] = len(record["updates"])
     run("b", total_steps=2, save_every=1, resume=str(out / "a" / "checkpoints" / "step_000001"))
+    # a fixed off-policy batch with varied lengths, plain SGD (no Adam scale invariance): both aggregations
+    ctx = rldist.init_distributed("cpu")
+    record["sgd"] = {}
+    for agg in ("token-mean", "seq-mean-token-mean"):
+        model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")
+        rows = _fixed_global(model)
+        b, old, adv = _local_batch(rank, *rows)
+        model = rldist.shard_model(model, ctx)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        _, gn = real_update(model, opt, None, b, old, adv, None, 1.2, _fixed_cfg(agg), ctx)
+        record["sgd"][agg] = (rldist.gather_full_state_dict(model, ctx), gn)
     torch.save(record, out / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -119,6 +163,15 @@ def _worker(out_dir: str) -> None:
 # ------------------------------------------------------------------------------------------------------
 # the tests
 # ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # the tiny updates here are 10x slower with 2 OpenMP threads on a busy 2-core machine
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +268,30 @@ def test_one_step_equals_single_process(two_rank_run):
     assert moved > 0
     # the next RL step started from exactly the checkpointed weights
     assert all(torch.equal(recs[0]["updates"][1]["before"][k], v) for k, v in ck.state_dict().items())
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_sgd_update_equals_single_process(two_rank_run, agg):
+    """Varied response lengths (ranks hold different token counts) and SGD: any per-rank normalisation or
+    missing factor shows directly in the weights."""
+    from transformers import AutoModelForCausalLM
+
+    from microcoder_fast.rl.trainer import grpo_update, make_batch
+
+    out, recs, _ = two_rank_run
+    model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")
+    rows_p, rows_r, adv, old = _fixed_global(model)
+    tokens = [sum(len(rows_r[2 * p + j]) for p in (r, r + 2) for j in range(2)) for r in range(2)]
+    assert tokens[0] != tokens[1]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    _, gn = grpo_update(model, opt, None, make_batch(rows_p, rows_r, pad=0), old, adv, None, 1.2, _fixed_cfg(agg))
+    dist_sd, dist_gn = recs[0]["sgd"][agg]
+    assert dist_gn == pytest.approx(gn, rel=1e-5) and recs[1]["sgd"][agg][1] == dist_gn
+    single = model.state_dict()
+    init = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model").state_dict()
+    for k, v in single.items():
+        assert torch.allclose(dist_sd[k], v, atol=1e-6, rtol=1e-5), (k, float((dist_sd[k] - v).abs().max()))
+    assert max(float((single[k] - init[k]).abs().max()) for k in single) > 1e-3  # the update is not trivial
 
 
 def test_checkpoint_layout_and_resume_bit_for_bit(two_rank_run):
