@@ -159,7 +159,7 @@ def init_distributed(device: str) -> DistContext:
     for var in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         if var not in os.environ:
             raise RuntimeError(f"WORLD_SIZE={ws} but {var} is not set: launch with "
-                               "`torchrun --nproc_per_node K microcoder-train ...`, not by setting WORLD_SIZE alone")
+                               "`torchrun --nproc_per_node K --no-python microcoder-train ...`, not by setting WORLD_SIZE alone")
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     device_type = "cuda" if device == "cuda" else "cpu"
     if device_type == "cuda":
