@@ -145,7 +145,9 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         enable_prefix_caching: bool = True,
         kv_cache_space_gb: int = 1,
+        llm_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        """``llm_kwargs``: extra ``vllm.LLM`` arguments (torchrun passes the external-launcher backend)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_space_gb))
         from vllm import LLM
@@ -163,6 +165,7 @@ class VLLMEngine:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         else:
             kwargs["enforce_eager"] = True  # CPU: skip the torch.compile warm-up (tens of seconds on 2 cores)
+        kwargs.update(llm_kwargs or {})
         self.llm = LLM(**kwargs)
         self.tokenizer = tokenizer
         self.eos = tokenizer.eos_token_id
