@@ -12,7 +12,7 @@ import torch
 from microcoder_fast.ops.grpo_loss import grpo_loss
 from microcoder_fast.rl.config import load_config
 from microcoder_fast.rl.model import build_tiny_model
-from microcoder_fast.rl.trainer import grpo_update, make_batch, response_logprobs
+from microcoder_fast.rl.trainer import grpo_update, make_batch, response_logprobs, set_compute_dtype
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,30 @@ def test_one_update_lowers_the_loss(tiny):
     opt2 = torch.optim.SGD(model2.parameters(), lr=0.5)
     grpo_update(model2, opt2, None, b, old, torch.zeros(4), None, 1.2, _cfg())
     assert all(torch.equal(p, q) for p, q in zip(model2.parameters(), tiny.parameters()))
+
+
+def test_bf16_compute_keeps_fp32_master_weights(tiny):
+    """dtype=bfloat16 means bf16 compute (autocast) on fp32 parameters: an AdamW step at lr 1e-6 moves the
+    weights, where the same step on bf16 parameters is lost to rounding."""
+    b = _fixed_batch()
+    adv = torch.tensor([1.0, -1.0, 0.5, -0.5])
+    mixed = copy.deepcopy(tiny)
+    set_compute_dtype(mixed, torch.bfloat16)
+    with torch.no_grad():
+        old, _ = response_logprobs(mixed, b, slice(None), 1.2)
+        ref, _ = response_logprobs(tiny, b, slice(None), 1.2)
+    assert old.dtype == torch.float32
+    assert 0 < (old - ref).abs().max() < 0.1  # computed in bf16, close to the fp32 forward
+    pure = copy.deepcopy(tiny).to(torch.bfloat16)
+    for m in (mixed, pure):
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-6, weight_decay=0.0)
+        grpo_update(m, opt, None, b, old, adv, None, 1.2, _cfg())
+    moved_mixed = sum(int((p.detach() != q).sum()) for p, q in zip(mixed.parameters(), tiny.parameters()))
+    moved_pure = sum(int((p.detach() != q.to(torch.bfloat16)).sum()) for p, q in zip(pure.parameters(),
+                                                                                      tiny.parameters()))
+    n = sum(p.numel() for p in tiny.parameters())
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    assert moved_mixed > n // 2 and moved_pure < n // 10
 
 
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])

@@ -212,15 +212,21 @@ def _layer_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return layers
 
 
-def shard_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
-    """FSDP2 in place: ``fully_shard`` each decoder layer, then the root (embeddings, norm, LM head)."""
+def shard_model(model: torch.nn.Module, ctx: DistContext,
+                compute_dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """FSDP2 in place: ``fully_shard`` each decoder layer, then the root (embeddings, norm, LM head). With a
+    bf16 ``compute_dtype`` the sharded parameters stay fp32 (master weights) and are gathered in bf16 for
+    compute; gradients are reduced in fp32."""
     if not ctx.enabled:
         return model
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    kw = {}
+    if compute_dtype != torch.float32:
+        kw["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
     for layer in _layer_modules(model):
-        fully_shard(layer, mesh=ctx.mesh)
-    fully_shard(model, mesh=ctx.mesh)
+        fully_shard(layer, mesh=ctx.mesh, **kw)
+    fully_shard(model, mesh=ctx.mesh, **kw)
     return model
 
 

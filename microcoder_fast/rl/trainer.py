@@ -115,13 +115,21 @@ def make_batch(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[in
     return Batch(ids, attn, pos, resp, rmask, w)
 
 
+def set_compute_dtype(model: Any, dtype: torch.dtype) -> None:
+    """Mixed precision: the parameters stay in their (fp32 master) dtype and response_logprobs runs the
+    forward under autocast to ``dtype`` (bf16 on GPUs); optimiser updates are never rounded to bf16."""
+    model._mcf_compute_dtype = dtype
+
+
 def response_logprobs(model: Any, b: Batch, idx: slice | torch.Tensor, temperature: float,
                       with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (and entropies) of the response tokens at logits / T via ``ops.token_logprobs``."""
     device = next(model.parameters()).device
     ids = b.input_ids[idx].to(device)
-    out = model(input_ids=ids, attention_mask=b.attention_mask[idx].to(device),
-                position_ids=b.position_ids[idx].to(device), use_cache=False)
+    dtype = getattr(model, "_mcf_compute_dtype", torch.float32)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        out = model(input_ids=ids, attention_mask=b.attention_mask[idx].to(device),
+                    position_ids=b.position_ids[idx].to(device), use_cache=False)
     r = b.responses.shape[1]
     # .contiguous(): ops.token_logprobs' backward (6f548bd) mis-indexes a non-contiguous leading-dim slice
     logits = out.logits[:, b.prompt_width - 1 : b.prompt_width - 1 + r].contiguous()
@@ -276,10 +284,13 @@ class Trainer:
         self.dist.barrier()  # rank 0 has built the tiny model
         self.model_dir = model_dir
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=self.dtype).to(self.device)
+        # fp32 master weights whatever `dtype` says: `dtype` is the compute dtype (autocast; FSDP2's
+        # param_dtype), since AdamW steps of lr ~1e-6 vanish when added to bf16 weights
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(self.device)
         if cfg.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.model = rldist.shard_model(self.model, self.dist)  # FSDP2 under torchrun, else unchanged
+        self.model = rldist.shard_model(self.model, self.dist, self.dtype)  # FSDP2 under torchrun, else unchanged
+        set_compute_dtype(self.model, self.dtype)
         self.model.train()
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.eos_id = self.tokenizer.eos_token_id
