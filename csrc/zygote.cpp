@@ -389,6 +389,21 @@ struct ChildSet {
     int in = -1, out = -1, err = -1;
 };
 std::vector<ChildSet> g_sets;
+// identity (st_dev, st_ino) of what fds 0, 1, 2 and 3 must hold while the current test runs
+struct FileId {
+    dev_t dev = 0;
+    ino_t ino = 0;
+};
+FileId g_expect[4];
+bool g_have_expect = false;
+
+bool file_id(int fd, FileId& id) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return false;
+    id.dev = st.st_dev;
+    id.ino = st.st_ino;
+    return true;
+}
 
 bool pwrite_all(int fd, const char* p, size_t n) {
     off_t off = 0;
@@ -440,6 +455,10 @@ bool prepare_test_fds(const std::string& payload, std::vector<int>& fds, std::st
         fds.clear();
     }
     if (dup2(cs.out, 1) < 0 || dup2(cs.err, 2) < 0) return false;
+    for (int i = 0; i < 4; ++i) {
+        if (!file_id(i, g_expect[i])) return false;
+    }
+    g_have_expect = true;
     size_t sp = head.find(' ', head.find(' ') + 1);
     head.resize(sp == std::string::npos ? head.size() : sp);  // "index last" for the harness
     return true;
@@ -468,10 +487,17 @@ py::tuple child_next(int fd) {
     return py::make_tuple(type, py::bytes(payload));
 }
 
-// False if the program closed (or never had) one of the harness' descriptors: the control socket (3) or
-// a set's files. The harness then ends this child after reporting the test.
+// False if the program closed or replaced one of the harness' descriptors: fds 0/1/2 (not the test's
+// files any more: an object of the program's could close them under a later test), the control socket
+// (3), or a set's files. The harness then ends this child after reporting the test.
 bool child_fds_ok() {
     if (fcntl(3, F_GETFD) < 0) return false;
+    if (g_have_expect) {
+        for (int i = 0; i < 4; ++i) {
+            FileId id;
+            if (!file_id(i, id) || id.dev != g_expect[i].dev || id.ino != g_expect[i].ino) return false;
+        }
+    }
     for (const ChildSet& cs : g_sets) {
         for (int f : {cs.in, cs.out, cs.err}) {
             if (f >= 0 && fcntl(f, F_GETFD) < 0) return false;

@@ -458,3 +458,20 @@ def test_input_larger_than_the_output_cap_arrives_whole():
         assert r.verdict == Verdict.AC, r.message
         flood = judge1(small, "print('y' * 200000)", Problem(tests=[TestCase("", "y")]))
         assert flood.verdict == Verdict.OLE
+
+
+@pytest.mark.parametrize("code, verdicts", [
+    # closes every harness descriptor: its answers still count, the next test gets a fresh child
+    ("import os\nos.closerange(3, 256)\nprint(input())", ["AC"] * 5),
+    # points the harness' descriptors at its stderr
+    ("import os\nfor f in range(3, 40):\n    try:\n        os.dup2(2, f)\n    except OSError:\n        pass\n"
+     "print(input())", ["AC"] * 5),
+    # closes stdin/stdout, so its next open() takes fd 0: a later test must not lose its stdin to that object
+    ("import os, sys\nx = input()\nos.close(1)\nos.close(0)\nsys.stdout = open('/dev/null', 'w')\n"
+     "os.write(2, x.encode())", ["WA"] * 5),
+    ("import os\nx = input()\nos.dup2(os.open('/dev/null', os.O_WRONLY), 0)\nprint(x)", ["AC"] * 5),
+])
+def test_programs_that_rearrange_descriptors_are_judged_per_test(ex, code, verdicts):
+    p = Problem(tests=[TestCase(f"{i}\n", f"{i}\n") for i in range(5)])
+    r = judge1(ex, code, p, stop_on_first_failure=False)
+    assert [t.verdict.value for t in r.tests] == verdicts, [t.message for t in r.tests]
