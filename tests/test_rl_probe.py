@@ -21,6 +21,7 @@ def test_probe_temperature_writes_table_and_choice(tmp_path, capsys):
     assert res["chosen_temperature"] in (0.6, 1.8) and res["reason"]
     for r in res["rows"]:
         assert 0.0 <= r["diversity"] <= 1.0 and 0.0 <= r["code_rate"] <= 1.0
-    # an untrained model's samples are more diverse at 1.8 than at 0.6
-    assert res["rows"][1]["diversity"] >= res["rows"][0]["diversity"]
+    # No "more diverse at 1.8 than at 0.6" here: an untrained model's samples saturate the metric at every T
+    # (0.998 vs 0.994 seen with vLLM's sampler), so the order is noise. The metric's behaviour is tested on
+    # hand-made groups in test_rl_temperature.py.
     assert "chosen temperature" in capsys.readouterr().out
