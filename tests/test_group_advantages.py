@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import defaultdict
 
 import numpy as np
 import pytest
 import torch
+from _interp import IN_CHILD, run_under_interpreter
 
 from microcoder_fast.ops.group_advantages import _use_triton, group_advantages
 from microcoder_fast.reference.group_advantages import group_advantages_reference
 
-INTERP_CHILD = os.environ.get("MCF_INTERP_CHILD") == "1"
 interp_only = pytest.mark.skipif(
-    not INTERP_CHILD, reason="runs in the TRITON_INTERPRET=1 child of test_kernels_under_interpreter"
+    not IN_CHILD, reason="runs in the TRITON_INTERPRET=1 child of test_kernels_under_interpreter"
 )
 KERNEL_DEVICES = [pytest.param("cpu", marks=interp_only), pytest.param("cuda", marks=pytest.mark.gpu)]
 
@@ -227,27 +224,4 @@ def test_kernel_matches_reference(device, group_size, opt):
 def test_kernels_under_interpreter():
     """Run this file's kernel tests on CPU under TRITON_INTERPRET=1 in a fresh process (the variable must be set
     before triton is imported, and must not leak into other test files)."""
-    if INTERP_CHILD:
-        pytest.skip("already inside the interpreter child")
-    pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1", MCF_INTERP_CHILD="1")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-x",
-            "-p",
-            "no:cacheprovider",
-            __file__,
-            "-k",
-            "kernel_ and cpu",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-2000:]
+    run_under_interpreter(__file__, "kernel_ and cpu")

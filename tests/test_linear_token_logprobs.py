@@ -6,15 +6,12 @@ with ``TRITON_INTERPRET=1`` by ``test_kernels_under_triton_interpreter`` (see te
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
+import _interp
 import pytest
 import torch
+from _interp import IN_CHILD, run_under_interpreter
 
 from microcoder_fast import ops
-from microcoder_fast.ops import _dispatch
 from microcoder_fast.ops.linear_token_logprobs import _cuda_backward, linear_token_logprobs
 from microcoder_fast.reference.linear_token_logprobs import (
     linear_backward_chunked,
@@ -22,11 +19,6 @@ from microcoder_fast.reference.linear_token_logprobs import (
     linear_token_logprobs_naive,
 )
 
-CHILD_ENV = "MICROCODER_FAST_INTERP_CHILD"
-IN_CHILD = os.environ.get(CHILD_ENV) == "1"
-KERNEL_DEVICES = [pytest.param("interp", id="interp")] if IN_CHILD else [
-    pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)
-]
 cpu_only = pytest.mark.skipif(IN_CHILD, reason="CPU-path tests run in the parent process")
 
 
@@ -58,13 +50,7 @@ def grad_close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype) -> boo
     return (got.double() - want).abs().max().item() <= tol * scale + 1e-7
 
 
-@pytest.fixture(params=KERNEL_DEVICES)
-def kdev(request: pytest.FixtureRequest):
-    if request.param == "interp":
-        with _dispatch.triton_interpreter():
-            yield torch.device("cpu")
-    else:
-        yield torch.device("cuda")
+kdev = _interp.kdev  # fixture: the device whose tensors take the Triton path
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -137,15 +123,9 @@ def test_kernel_leading_dims_empty_and_errors(kdev):
         linear_token_logprobs(h.to(kdev), w.to(kdev), torch.full((12,), 70, device=kdev))
 
 
-@pytest.mark.skipif(IN_CHILD, reason="already inside the interpreter child")
 @pytest.mark.slow
 def test_kernels_under_triton_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1", **{CHILD_ENV: "1"})
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-k", "test_kernel_", "-p", "no:cacheprovider"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    tail = (proc.stdout + proc.stderr)[-6000:]
-    assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+    run_under_interpreter(__file__, "test_kernel_", timeout=600)
 
 
 @cpu_only

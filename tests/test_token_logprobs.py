@@ -9,12 +9,11 @@ inside a process that already imported triton without poisoning compiled kernels
 from __future__ import annotations
 
 import inspect
-import os
-import subprocess
-import sys
 
+import _interp
 import pytest
 import torch
+from _interp import IN_CHILD, run_under_interpreter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,8 +26,6 @@ from microcoder_fast.reference.token_logprobs import (
     token_logprobs_naive,
 )
 
-CHILD_ENV = "MICROCODER_FAST_INTERP_CHILD"
-IN_CHILD = os.environ.get(CHILD_ENV) == "1"
 NEG_INF = float("-inf")
 
 
@@ -64,22 +61,7 @@ def ref_grad(logits: torch.Tensor, target: torch.Tensor, temperature: float, g_l
 # Kernel tests: the Triton path (interpreter child on CPU, native on CUDA)
 # ----------------------------------------------------------------------------------------------------------
 
-if IN_CHILD:
-    KERNEL_DEVICES = [pytest.param("interp", id="interp")]
-elif torch.cuda.is_available():
-    KERNEL_DEVICES = [pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
-else:
-    KERNEL_DEVICES = [pytest.param("cuda", id="cuda", marks=pytest.mark.gpu)]
-
-
-@pytest.fixture(params=KERNEL_DEVICES)
-def kdev(request: pytest.FixtureRequest):
-    """Yields the device whose tensors take the Triton path."""
-    if request.param == "interp":
-        with _dispatch.triton_interpreter():
-            yield torch.device("cpu")
-    else:
-        yield torch.device("cuda")
+kdev = _interp.kdev  # fixture: the device whose tensors take the Triton path
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
@@ -248,16 +230,10 @@ def test_kernel_temperature_is_runtime_argument(kdev):
         assert len(set(sizes)) == 1, f"kernel recompiled when the temperature changed: {sizes}"
 
 
-@pytest.mark.skipif(IN_CHILD, reason="already inside the interpreter child")
 @pytest.mark.slow
 def test_kernels_under_triton_interpreter():
     """Runs every test_kernel_* above in a child process where Triton interprets the kernels on CPU."""
-    env = dict(os.environ, TRITON_INTERPRET="1", **{CHILD_ENV: "1"})
-    cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-k", "test_kernel_", "-p", "no:cacheprovider"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    tail = (proc.stdout + proc.stderr)[-6000:]
-    assert proc.returncode == 0, tail
-    assert " passed" in proc.stdout and "skipped" not in proc.stdout.splitlines()[-1], tail
+    run_under_interpreter(__file__, "test_kernel_", timeout=600)
 
 
 # ----------------------------------------------------------------------------------------------------------
