@@ -38,175 +38,106 @@ def _opt(x: float) -> float | None:
     return None if x < 0 else x
 
 
-def _impl(
-    logits: torch.Tensor,
-    grad_buf: torch.Tensor | None,
-    target: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    temperature: float,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-    compute_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(loss, metrics + entropy_mean, [2, B*L] logp/entropy rows); the gradient goes into ``grad_buf``."""
-    B, L, V = logits.shape
-    valid = mask != 0
-    bad = valid & ((target < 0) | (target >= V))
-    if bool(bad.any()):
-        idx = bad.nonzero()[0].tolist()
-        raise ValueError(
-            f"fused_grpo_loss: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
-            f"vocabulary [0, {V}); targets of tokens in the mask must index the logits' last dimension"
+def _define_op(name: str, inplace: bool) -> Any:
+    """The custom op ``microcoder_fast::<name>`` and its fake: (loss, metrics + entropy_mean, [2, B*L]
+    logp/entropy rows, grad).
+
+    Two ops share this one signature: ``fused_grpo_loss`` returns the gradient in a new buffer (``grad`` is
+    empty when ``compute_grad`` is false); ``fused_grpo_loss_inplace`` writes it over ``logits`` (declared as
+    mutated; ``grad`` is then empty, since an output may not alias an input).
+    """
+
+    def op(
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        old_logp: torch.Tensor,
+        advantages: torch.Tensor,
+        mask: torch.Tensor,
+        ref_logp: torch.Tensor | None,
+        temperature: float,
+        eps_low: float,
+        eps_high: float,
+        kl_coef: float,
+        dual_clip: float,
+        agg: str,
+        max_len: float,
+        compute_grad: bool,
+        compute_entropy: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        if inplace:
+            grad_buf = logits
+        elif compute_grad:
+            grad_buf = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        else:
+            grad_buf = None
+        B, L, V = logits.shape
+        valid = mask != 0
+        bad = valid & ((target < 0) | (target >= V))
+        if bool(bad.any()):
+            idx = bad.nonzero()[0].tolist()
+            raise ValueError(
+                f"fused_grpo_loss: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
+                f"vocabulary [0, {V}); targets of tokens in the mask must index the logits' last dimension"
+            )
+        dual = _opt(dual_clip)
+        mlen = _opt(max_len)
+        if not _use_triton(logits):
+            loss, metrics, stats = fused_grpo_loss_chunked(
+                logits, target, old_logp, advantages, mask, ref_logp, temperature, eps_low, eps_high, kl_coef,
+                dual, agg, mlen, grad_buf, compute_entropy,
+            )  # fmt: skip
+        else:
+            from microcoder_fast.kernels.fused_grpo_loss import fused_grpo_loss_fwd
+
+            scale = sequence_scale(mask, agg, mlen).contiguous()
+            n = B * L
+            per_token = advantages.dim() == 2
+            buf = fused_grpo_loss_fwd(
+                logits if logits.stride(-1) == 1 else logits.contiguous(),
+                grad_buf,
+                target.reshape(-1).contiguous(),
+                old_logp.reshape(-1).contiguous().to(torch.float32),
+                advantages.reshape(-1).contiguous().to(torch.float32),
+                mask.reshape(-1).contiguous(),
+                ref_logp.reshape(-1).contiguous().to(torch.float32) if ref_logp is not None else None,
+                scale,
+                1.0 / temperature,
+                eps_low,
+                eps_high,
+                kl_coef,
+                dual,
+                compute_entropy,
+                per_token,
+            )
+            flat_valid = valid.reshape(-1)
+            w = scale.repeat_interleave(L) if n else scale.new_zeros(0)
+            low, high, dl = unpack_flags(buf[4])
+            loss, metrics = reduce_terms(*buf[0:4], low, high, dl, flat_valid, w, kl_coef)
+            stats = buf[6:8]
+        vf = valid.reshape(-1).to(torch.float32)
+        ent_mean = (stats[1] * vf).sum() / vf.sum().clamp(min=1.0)
+        grad = grad_buf if grad_buf is not None and not inplace else logits.new_empty((0,))
+        return loss, torch.cat([metrics, ent_mean.reshape(1)]), stats, grad
+
+    mutates = ("logits",) if inplace else ()
+    custom = torch.library.custom_op(f"microcoder_fast::{name}", op, mutates_args=mutates)
+
+    @custom.register_fake
+    def _(logits: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        compute_grad = args[-2]  # (..., compute_grad, compute_entropy)
+        n = logits.shape[0] * logits.shape[1]
+        return (
+            logits.new_empty((), dtype=torch.float32),
+            logits.new_empty((_N_METRICS,), dtype=torch.float32),
+            logits.new_empty((2, n), dtype=torch.float32),
+            logits.new_empty(logits.shape) if compute_grad and not inplace else logits.new_empty((0,)),
         )
-    dual = _opt(dual_clip)
-    mlen = _opt(max_len)
-    if not _use_triton(logits):
-        loss, metrics, stats = fused_grpo_loss_chunked(
-            logits, target, old_logp, advantages, mask, ref_logp, temperature, eps_low, eps_high, kl_coef, dual,
-            agg, mlen, grad_buf, compute_entropy,
-        )  # fmt: skip
-    else:
-        from microcoder_fast.kernels.fused_grpo_loss import fused_grpo_loss_fwd
 
-        scale = sequence_scale(mask, agg, mlen).contiguous()
-        n = B * L
-        per_token = advantages.dim() == 2
-        buf = fused_grpo_loss_fwd(
-            logits if logits.stride(-1) == 1 else logits.contiguous(),
-            grad_buf,
-            target.reshape(-1).contiguous(),
-            old_logp.reshape(-1).contiguous().to(torch.float32),
-            advantages.reshape(-1).contiguous().to(torch.float32),
-            mask.reshape(-1).contiguous(),
-            ref_logp.reshape(-1).contiguous().to(torch.float32) if ref_logp is not None else None,
-            scale,
-            1.0 / temperature,
-            eps_low,
-            eps_high,
-            kl_coef,
-            dual,
-            compute_entropy,
-            per_token,
-        )
-        flat_valid = valid.reshape(-1)
-        w = scale.repeat_interleave(L) if n else scale.new_zeros(0)
-        low, high, dl = unpack_flags(buf[4])
-        loss, metrics = reduce_terms(buf[0], buf[1], buf[2], buf[3], low, high, dl, flat_valid, w, kl_coef)
-        stats = buf[6:8]
-    vf = valid.reshape(-1).to(torch.float32)
-    ent_mean = (stats[1] * vf).sum() / vf.sum().clamp(min=1.0)
-    return loss, torch.cat([metrics, ent_mean.reshape(1)]), stats
+    return custom
 
 
-@torch.library.custom_op("microcoder_fast::fused_grpo_loss", mutates_args=())
-def _fused_op(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    temperature: float,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-    compute_grad: bool,
-    compute_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    grad = torch.empty_like(logits, memory_format=torch.contiguous_format) if compute_grad else None
-    loss, metrics, stats = _impl(
-        logits, grad, target, old_logp, advantages, mask, ref_logp, temperature, eps_low, eps_high, kl_coef,
-        dual_clip, agg, max_len, compute_entropy,
-    )  # fmt: skip
-    if grad is None:
-        grad = logits.new_empty((0,))
-    return loss, metrics, stats, grad
-
-
-@_fused_op.register_fake
-def _(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    temperature: float,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-    compute_grad: bool,
-    compute_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = logits.shape[0] * logits.shape[1]
-    grad = logits.new_empty(logits.shape) if compute_grad else logits.new_empty((0,))
-    return (
-        logits.new_empty((), dtype=torch.float32),
-        logits.new_empty((_N_METRICS,), dtype=torch.float32),
-        logits.new_empty((2, n), dtype=torch.float32),
-        grad,
-    )
-
-
-@torch.library.custom_op("microcoder_fast::fused_grpo_loss_inplace", mutates_args=("logits",))
-def _fused_inplace_op(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    temperature: float,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-    compute_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return _impl(
-        logits, logits, target, old_logp, advantages, mask, ref_logp, temperature, eps_low, eps_high, kl_coef,
-        dual_clip, agg, max_len, compute_entropy,
-    )  # fmt: skip
-
-
-@_fused_inplace_op.register_fake
-def _(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    temperature: float,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-    compute_entropy: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    n = logits.shape[0] * logits.shape[1]
-    return (
-        logits.new_empty((), dtype=torch.float32),
-        logits.new_empty((_N_METRICS,), dtype=torch.float32),
-        logits.new_empty((2, n), dtype=torch.float32),
-    )
+_fused_op = _define_op("fused_grpo_loss", inplace=False)
+_define_op("fused_grpo_loss_inplace", inplace=True)
 
 
 @torch.library.custom_op("microcoder_fast::scale_grad_", mutates_args=("buf",))
@@ -259,7 +190,7 @@ class _FusedInplace(torch.autograd.Function):
     def forward(
         ctx: Any, logits: torch.Tensor, *args: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss, metrics, stats = torch.ops.microcoder_fast.fused_grpo_loss_inplace(logits, *args)
+        loss, metrics, stats, _ = torch.ops.microcoder_fast.fused_grpo_loss_inplace(logits, *args)
         ctx.grad_buf = logits
         ctx.n_args = len(args)
         ctx.mark_non_differentiable(metrics, stats)
@@ -364,7 +295,7 @@ def fused_grpo_loss(
                 "fused_grpo_loss: inplace_backward needs contiguous logits (the gradient is written over them); "
                 "pass logits.contiguous() or inplace_backward=False"
             )
-        loss, metrics, _ = _FusedInplace.apply(logits, *args, compute_entropy)
+        loss, metrics, _ = _FusedInplace.apply(logits, *args, True, compute_entropy)
     else:
         loss, metrics, _, _ = _fused_op(logits, *args, compute_grad, compute_entropy)
     m = metrics.detach()
