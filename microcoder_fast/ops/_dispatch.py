@@ -7,6 +7,9 @@
 - ``rows3d(t)``: a [B, L, V] view of a [..., V] tensor without copying when its leading dimensions can be
   described by two strides (e.g. ``logits[:, :-1]``); only other layouts are copied.
 - ``check_target_range(target, V)``: a clear ``ValueError`` for a target outside [0, V).
+- ``forward_kernels(name, device, target, V, check_target)``: the forward's path (kernel module or reference)
+  with the target check that path needs.
+- ``register_logprob_autograd(op, n_diff, backward)``: the autograd glue shared by the log-prob ops.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import contextlib
 import importlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -115,6 +119,8 @@ def check_target_range(target: torch.Tensor, V: int, name: str = "target") -> No
 
 
 def check_float_tensor(t: torch.Tensor, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"{name} must be float32, bfloat16 or float16, got {t.dtype}; cast it with .float()")
 
@@ -137,3 +143,52 @@ def check_temperature(temperature: float) -> float:
     if not (t > 0.0) or t == float("inf"):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     return t
+
+
+def forward_kernels(
+    name: str, device: torch.device, target: torch.Tensor, V: int, check_target: bool
+) -> ModuleType | None:
+    """The kernel module ``name`` when tensors on ``device`` run Triton, else None (run the torch reference).
+
+    Checks ``target`` against [0, V) on the way: always on the reference path (it indexes with the targets), on
+    the Triton path only when ``check_target`` (the kernels turn a bad target into NaN, never a bad read).
+    """
+    triton = use_triton(device)
+    if check_target or not triton:
+        check_target_range(target, V)
+    return kernels(name) if triton else None
+
+
+def register_logprob_autograd(
+    op: Any, n_diff: int, backward: Callable[..., tuple[torch.Tensor, ...]]
+) -> None:
+    """Autograd for a log-prob forward op ``(*x, target, temperature, return_entropy, *flags) -> (logp, lse, ent)``
+    whose first ``n_diff`` inputs ``x`` are differentiable.
+
+    Saves ``x``, ``target``, ``lse`` and ``ent`` (None when the forward computed no entropy) and keeps
+    ``ctx.temperature``, ``ctx.flags``. The backward ignores the entropy's gradient when there was no entropy,
+    returns no gradients when none flows in, and otherwise returns ``backward(ctx, *saved, g_logp, g_ent)``
+    (the gradients of ``x``).
+    """
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        target, temperature, return_entropy = inputs[n_diff : n_diff + 3]
+        _logp, lse, ent = output
+        ctx.save_for_backward(*inputs[:n_diff], target, lse, ent if return_entropy else None)
+        ctx.temperature = temperature
+        ctx.return_entropy = return_entropy
+        ctx.flags = tuple(inputs[n_diff + 3 :])
+        ctx.n_inputs = len(inputs)
+        ctx.set_materialize_grads(False)
+
+    def _backward(
+        ctx: Any, g_logp: torch.Tensor | None, _g_lse: torch.Tensor | None, g_ent: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        if not ctx.return_entropy:
+            g_ent = None
+        if g_logp is None and g_ent is None:
+            return (None,) * ctx.n_inputs
+        grads = backward(ctx, *ctx.saved_tensors, g_logp, g_ent)
+        return (*grads, *((None,) * (ctx.n_inputs - n_diff)))
+
+    op.register_autograd(_backward, setup_context=setup_context)

@@ -95,10 +95,9 @@ def _fwd(
     return_entropy: bool,
     check_target: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if check_target or not _dispatch.use_triton(hidden.device):
-        _dispatch.check_target_range(target, weight.shape[0])
-    if _dispatch.use_triton(hidden.device):
-        k = _dispatch.kernels("linear_token_logprobs")
+    V = weight.shape[0]
+    k = _dispatch.forward_kernels("linear_token_logprobs", hidden.device, target, V, check_target)
+    if k is not None:
         return k.linear_token_logprobs_fwd(hidden, weight, target, 1.0 / temperature, return_entropy)
     return _ref.linear_forward_chunked(hidden, weight, target, temperature, return_entropy)
 
@@ -136,43 +135,16 @@ def _bwd(
 
 
 @_bwd.register_fake
-def _bwd_fake(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    target: torch.Tensor,
-    lse: torch.Tensor,
-    ent: torch.Tensor | None,
-    g_logp: torch.Tensor | None,
-    g_ent: torch.Tensor | None,
-    temperature: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _bwd_fake(hidden: torch.Tensor, weight: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.empty_like(hidden), torch.empty_like(weight)
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-    hidden, weight, target, temperature, return_entropy, _check = inputs
-    _logp, lse, ent = output
-    ctx.save_for_backward(hidden, weight, target, lse, ent if return_entropy else None)
-    ctx.temperature = temperature
-    ctx.return_entropy = return_entropy
-    ctx.set_materialize_grads(False)
+def _backward(ctx: Any, *saved_and_grads: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hidden, weight, target, lse, ent, g_logp, g_ent) -> (d hidden, d weight)."""
+    return torch.ops.microcoder_fast.linear_token_logprobs_bwd(*saved_and_grads, ctx.temperature)
 
 
-def _backward(
-    ctx: Any, g_logp: torch.Tensor | None, _g_lse: torch.Tensor | None, g_ent: torch.Tensor | None
-) -> tuple[torch.Tensor | None, ...]:
-    hidden, weight, target, lse, ent = ctx.saved_tensors
-    if not ctx.return_entropy:
-        g_ent = None
-    if g_logp is None and g_ent is None:
-        return None, None, None, None, None, None
-    grad_h, grad_w = torch.ops.microcoder_fast.linear_token_logprobs_bwd(
-        hidden, weight, target, lse, ent, g_logp, g_ent, ctx.temperature
-    )
-    return grad_h, grad_w, None, None, None, None
-
-
-_fwd.register_autograd(_backward, setup_context=_setup_context)
+_dispatch.register_logprob_autograd(_fwd, 2, _backward)
 
 
 def linear_token_logprobs(
@@ -198,8 +170,6 @@ def linear_token_logprobs(
         logp [...] fp32 (``<= 0``), or ``(logp, entropy)``. Differentiable w.r.t. hidden and weight.
     """
     for name, tensor in (("hidden", hidden), ("weight", weight)):
-        if not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
         _dispatch.check_float_tensor(tensor, name)
     target = _dispatch.normalise_target(target)
     if weight.dim() != 2:

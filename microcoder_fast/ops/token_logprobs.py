@@ -32,13 +32,10 @@ def _fwd(
     inplace_backward: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lead = _lead_shape(logits)
-    V = logits.shape[-1]
     flat_target = target.reshape(-1).contiguous()
-    if check_target or not _dispatch.use_triton(logits.device):
-        _dispatch.check_target_range(target, V)
+    k = _dispatch.forward_kernels("token_logprobs", logits.device, target, logits.shape[-1], check_target)
     logits3 = _dispatch.rows3d(logits)
-    if _dispatch.use_triton(logits.device):
-        k = _dispatch.kernels("token_logprobs")
+    if k is not None:
         logp, lse, ent = k.token_logprobs_fwd(logits3, flat_target, 1.0 / temperature, return_entropy)
     else:
         logp, lse, ent = _ref.token_logprobs_forward_chunked(logits3, flat_target, temperature, return_entropy)
@@ -47,12 +44,7 @@ def _fwd(
 
 @_fwd.register_fake
 def _fwd_fake(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    temperature: float,
-    return_entropy: bool,
-    check_target: bool,
-    inplace_backward: bool,
+    logits: torch.Tensor, target: torch.Tensor, temperature: float, return_entropy: bool, *flags: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lead = _lead_shape(logits)
     logp = logits.new_empty(lead, dtype=torch.float32)
@@ -114,15 +106,7 @@ def _bwd(
 
 
 @_bwd.register_fake
-def _bwd_fake(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    lse: torch.Tensor,
-    ent: torch.Tensor | None,
-    g_logp: torch.Tensor | None,
-    g_ent: torch.Tensor | None,
-    temperature: float,
-) -> torch.Tensor:
+def _bwd_fake(logits: torch.Tensor, *args: Any) -> torch.Tensor:
     return torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
 
 
@@ -140,47 +124,20 @@ def _bwd_inplace(
 
 
 @_bwd_inplace.register_fake
-def _bwd_inplace_fake(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    lse: torch.Tensor,
-    ent: torch.Tensor | None,
-    g_logp: torch.Tensor | None,
-    g_ent: torch.Tensor | None,
-    temperature: float,
-) -> None:
+def _bwd_inplace_fake(logits: torch.Tensor, *args: Any) -> None:
     return None
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-    logits, target, temperature, return_entropy, _check, inplace_backward = inputs
-    _logp, lse, ent = output
-    ctx.save_for_backward(logits, target, lse, ent if return_entropy else None)
-    ctx.temperature = temperature
-    ctx.return_entropy = return_entropy
-    ctx.inplace_backward = inplace_backward
-    ctx.set_materialize_grads(False)
+def _backward(ctx: Any, *saved_and_grads: torch.Tensor | None) -> tuple[torch.Tensor]:
+    """(logits, target, lse, ent, g_logp, g_ent) -> (d logits,): a new buffer, or the logits buffer in place."""
+    _check_target, inplace_backward = ctx.flags
+    if inplace_backward:
+        torch.ops.microcoder_fast.token_logprobs_bwd_inplace(*saved_and_grads, ctx.temperature)
+        return (saved_and_grads[0],)
+    return (torch.ops.microcoder_fast.token_logprobs_bwd(*saved_and_grads, ctx.temperature),)
 
 
-def _backward(
-    ctx: Any, g_logp: torch.Tensor | None, _g_lse: torch.Tensor | None, g_ent: torch.Tensor | None
-) -> tuple[torch.Tensor | None, ...]:
-    logits, target, lse, ent = ctx.saved_tensors
-    if not ctx.return_entropy:
-        g_ent = None
-    if g_logp is None and g_ent is None:
-        return None, None, None, None, None, None
-    if ctx.inplace_backward:
-        torch.ops.microcoder_fast.token_logprobs_bwd_inplace(
-            logits, target, lse, ent, g_logp, g_ent, ctx.temperature
-        )
-        grad = logits
-    else:
-        grad = torch.ops.microcoder_fast.token_logprobs_bwd(logits, target, lse, ent, g_logp, g_ent, ctx.temperature)
-    return grad, None, None, None, None, None
-
-
-_fwd.register_autograd(_backward, setup_context=_setup_context)
+_dispatch.register_logprob_autograd(_fwd, 1, _backward)
 
 
 def token_logprobs(
@@ -210,8 +167,6 @@ def token_logprobs(
     Returns:
         logp [...] fp32 (``<= 0``), or ``(logp, entropy)`` when ``return_entropy``.
     """
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     _dispatch.check_float_tensor(logits, "logits")
     target = _dispatch.normalise_target(target)
     if logits.dim() == 0:
