@@ -15,7 +15,11 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)  # bench/_common.py, also when this file is loaded by path rather than run
+
+from _common import emit  # noqa: E402
 
 from microcoder_fast.ops.group_advantages import group_advantages  # noqa: E402
 
@@ -90,15 +94,8 @@ def main() -> None:
                     continue
                 print(lines[-1], flush=True)
     table = "\n".join(lines)
-    print()
-    print(table)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(
-                "# bench_advantages\n\n`python bench/bench_advantages.py " + " ".join(sys.argv[1:]) + "`\n\n"
-            )
-            f.write(table + "\n")
+    heading = "# bench_advantages\n\n`python bench/bench_advantages.py " + " ".join(sys.argv[1:]) + "`\n\n"
+    emit(table, args.out, heading=heading)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)  # bench/_common.py, also when this file is loaded by path rather than run
+
+from _common import emit  # noqa: E402
 
 from microcoder_fast.ops.fused_grpo_loss import fused_grpo_loss  # noqa: E402
 from microcoder_fast.reference.fused_grpo_loss import fused_grpo_loss_chunked  # noqa: E402
@@ -336,17 +339,8 @@ def main() -> None:
         args.tokens = args.tokens or [4096]
         args.vocab = args.vocab or [151936]
         table = cpu_table(run_cpu(args))
-    print()
-    print(table)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(
-                "# bench_grpo_loss\n\n`"
-                + " ".join(["python", "bench/bench_grpo_loss.py"] + sys.argv[1:])
-                + "`\n\n"
-            )
-            f.write(table + "\n")
+    command = " ".join(["python", "bench/bench_grpo_loss.py"] + sys.argv[1:])
+    emit(table, args.out, heading=f"# bench_grpo_loss\n\n`{command}`\n\n")
 
 
 if __name__ == "__main__":

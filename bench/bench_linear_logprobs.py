@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -26,6 +25,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)  # bench/_common.py, also when this file is loaded by path rather than run
+
+from _common import child_row, emit, markdown_table, status_bytes, time_cuda  # noqa: E402
 
 from microcoder_fast.ops.linear_token_logprobs import linear_token_logprobs  # noqa: E402
 from microcoder_fast.reference.linear_token_logprobs import linear_token_logprobs_naive  # noqa: E402
@@ -105,21 +107,6 @@ def make_runner(fn, h, w, t, mode: str):
     return run
 
 
-def time_cuda(fn, reps: int) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def bench_gpu(args) -> list[dict]:
     rows = []
     dtype = DTYPES[args.dtype]
@@ -161,24 +148,15 @@ def bench_gpu(args) -> list[dict]:
 
 
 def gpu_table(rows: list[dict], title: str) -> str:
-    out = [f"## {title}", "", "| vocab | tokens | mode | provider | ms | TFLOP/s | × naive | peak extra GiB | max err vs fp64 |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            out.append(f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']} | failed: {r['error']} |||||")
-            continue
+    def values(r: dict) -> list[str]:
         rel = f"{r['rel']:.2f}" if r["rel"] is not None else "n/a"
-        out.append(f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']} | {r['ms']:.2f} | {r['tflops']:.0f} "
-                   f"| {rel} | {r['extra_gib']:.2f} | {r['err']:.1e} |")
-    return "\n".join(out) + "\n"
+        return [f"{r['ms']:.2f}", f"{r['tflops']:.0f}", rel, f"{r['extra_gib']:.2f}", f"{r['err']:.1e}"]
 
+    def keys(r: dict) -> list[str]:
+        return [str(r["vocab"]), str(r["tokens"]), r["mode"], r["provider"]]
 
-def _status_bytes(key: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
+    columns = ["vocab", "tokens", "mode", "provider", "ms", "TFLOP/s", "× naive", "peak extra GiB", "max err vs fp64"]
+    return markdown_table(title, columns, rows, keys, values)
 
 
 def cpu_child(provider: str, n: int, vocab: int, hidden: int, dtype: str, mode: str) -> dict:
@@ -187,11 +165,11 @@ def cpu_child(provider: str, n: int, vocab: int, hidden: int, dtype: str, mode: 
     run = make_runner(PROVIDERS[provider], h, w, t, mode)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    base = _status_bytes("VmRSS")
+    base = status_bytes("VmRSS")
     t0 = time.perf_counter()
     out = run()
     ms = (time.perf_counter() - t0) * 1e3
-    peak = _status_bytes("VmHWM") - base
+    peak = status_bytes("VmHWM") - base
     err = (out[:64].detach().double() - ref).abs().max().item()
     return dict(provider=provider, tokens=n, vocab=vocab, hidden=hidden, mode=mode, ms=ms, extra_gib=peak / 2**30,
                 err=err, weight_gib=w.numel() * w.element_size() / 2**30)
@@ -205,26 +183,20 @@ def bench_cpu(args) -> list[dict]:
                 for provider in ("naive torch", "ours"):
                     cmd = [sys.executable, os.path.abspath(__file__), "--cpu-child", provider, str(n), str(vocab),
                            str(args.hidden), args.dtype, mode]
-                    proc = subprocess.run(cmd, capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        rows.append(dict(provider=provider, tokens=n, vocab=vocab, mode=mode,
-                                         error=(proc.stderr.strip().splitlines() or ["?"])[-1][:100]))
-                    else:
-                        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                    print(json.dumps(rows[-1]), flush=True)
+                    rows.append(child_row(cmd, provider=provider, tokens=n, vocab=vocab, mode=mode))
     return rows
 
 
 def cpu_table(rows: list[dict], title: str) -> str:
-    out = [f"## {title}", "", "| vocab | tokens | hidden | mode | provider | weight GiB | peak extra RSS GiB | ms | max err vs fp64 |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            out.append(f"| {r['vocab']} | {r['tokens']} | | {r['mode']} | {r['provider']} | failed: {r['error']} ||||")
-            continue
-        out.append(f"| {r['vocab']} | {r['tokens']} | {r['hidden']} | {r['mode']} | {r['provider']} | {r['weight_gib']:.2f} "
-                   f"| {r['extra_gib']:.2f} | {r['ms']:.0f} | {r['err']:.1e} |")
-    return "\n".join(out) + "\n"
+    def values(r: dict) -> list[str]:
+        return [f"{r['weight_gib']:.2f}", f"{r['extra_gib']:.2f}", f"{r['ms']:.0f}", f"{r['err']:.1e}"]
+
+    def keys(r: dict) -> list[str]:
+        return [str(r["vocab"]), str(r["tokens"]), str(r.get("hidden", "")), r["mode"], r["provider"]]
+
+    columns = ["vocab", "tokens", "hidden", "mode", "provider", "weight GiB", "peak extra RSS GiB", "ms",
+               "max err vs fp64"]  # fmt: skip
+    return markdown_table(title, columns, rows, keys, values)
 
 
 def main() -> None:
@@ -255,12 +227,7 @@ def main() -> None:
         rows = bench_cpu(args)
         card = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
         text = cpu_table(rows, f"log-probs from hidden states on CPU, {args.dtype}, T = {T}, {card}, torch {torch.__version__}")
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "a") as f:
-            f.write(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

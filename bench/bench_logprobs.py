@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -26,6 +25,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)  # bench/_common.py, also when this file is loaded by path rather than run
+
+from _common import child_row, emit, markdown_table, status_bytes, time_cuda  # noqa: E402
 
 from microcoder_fast.ops.token_logprobs import token_logprobs  # noqa: E402
 from microcoder_fast.reference.token_logprobs import token_logprobs_naive  # noqa: E402
@@ -125,21 +127,6 @@ def make_inputs(n: int, vocab: int, dtype: torch.dtype, device: str, seed: int =
     return logits, target
 
 
-def time_cuda(fn, reps: int = 10) -> float:
-    fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn()
-        e.record()
-        torch.cuda.synchronize()
-        times.append(s.elapsed_time(e))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def make_runner(fn, logits, target, entropy: bool, mode: str):
     if mode == "fwd":
 
@@ -217,39 +204,21 @@ def bench_gpu(args) -> list[dict]:
 
 
 def gpu_table(rows: list[dict], title: str) -> str:
-    out = [f"## {title}", "", "| vocab | tokens | mode | provider | ms | GB/s | % peak | peak extra GiB | max err vs fp64 |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            out.append(f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']} | failed: {r['error']} |||||")
-            continue
+    def values(r: dict) -> list[str]:
         pct = f"{r['pct']:.0f}%" if r["pct"] is not None else "n/a"
-        out.append(
-            f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']}{' (+entropy)' if r['entropy'] else ''} "
-            f"| {r['ms']:.3f} | {r['gbs']:.0f} | {pct} | {r['extra_gib']:.2f} | {r['err']:.1e} |"
-        )
-    return "\n".join(out) + "\n"
+        return [f"{r['ms']:.3f}", f"{r['gbs']:.0f}", pct, f"{r['extra_gib']:.2f}", f"{r['err']:.1e}"]
+
+    def keys(r: dict) -> list[str]:
+        entropy = " (+entropy)" if r.get("entropy") else ""
+        return [str(r["vocab"]), str(r["tokens"]), r["mode"], r["provider"] + entropy]
+
+    columns = ["vocab", "tokens", "mode", "provider", "ms", "GB/s", "% peak", "peak extra GiB", "max err vs fp64"]
+    return markdown_table(title, columns, rows, keys, values)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # CPU: one subprocess per measurement
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _vm_hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def cpu_child(provider: str, n: int, vocab: int, dtype: str, mode: str) -> dict:
@@ -260,7 +229,7 @@ def cpu_child(provider: str, n: int, vocab: int, dtype: str, mode: str) -> dict:
     x = logits.requires_grad_() if mode == "fwd+bwd" else logits  # in-place: the gradient lands in `logits`
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak-RSS watermark to the current RSS
         f.write("5")
-    base = _rss_bytes()
+    base = status_bytes("VmRSS")
     t0 = time.perf_counter()
     with torch.enable_grad() if mode == "fwd+bwd" else torch.no_grad():
         lp, en = fn(x, target, True)
@@ -268,7 +237,7 @@ def cpu_child(provider: str, n: int, vocab: int, dtype: str, mode: str) -> dict:
             (grad,) = torch.autograd.grad(lp.sum() + en.sum(), x)
             del grad
     ms = (time.perf_counter() - t0) * 1e3
-    peak = _vm_hwm_bytes() - base
+    peak = status_bytes("VmHWM") - base
     err = (lp[:64].detach().double() - ref).abs().max().item()
     return dict(provider=provider, tokens=n, vocab=vocab, mode=mode, ms=ms, extra_gib=peak / 2**30, err=err,
                 input_gib=logits.numel() * logits.element_size() / 2**30)
@@ -284,28 +253,19 @@ def bench_cpu(args) -> list[dict]:
                         continue
                     cmd = [sys.executable, os.path.abspath(__file__), "--cpu-child", provider, str(n), str(vocab),
                            args.dtype, mode]
-                    proc = subprocess.run(cmd, capture_output=True, text=True)
-                    if proc.returncode != 0:
-                        rows.append(dict(provider=provider, tokens=n, vocab=vocab, mode=mode,
-                                         error=(proc.stderr.strip().splitlines() or ["?"])[-1][:100]))
-                    else:
-                        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                    print(json.dumps(rows[-1]), flush=True)
+                    rows.append(child_row(cmd, provider=provider, tokens=n, vocab=vocab, mode=mode))
     return rows
 
 
 def cpu_table(rows: list[dict], title: str) -> str:
-    out = [f"## {title}", "", "| vocab | tokens | mode | provider | input GiB | peak extra RSS GiB | ms | max err vs fp64 |",
-           "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if "error" in r:
-            out.append(f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']} | failed: {r['error']} ||||")
-            continue
-        out.append(
-            f"| {r['vocab']} | {r['tokens']} | {r['mode']} | {r['provider']} (+entropy) | {r['input_gib']:.2f} "
-            f"| {r['extra_gib']:.2f} | {r['ms']:.0f} | {r['err']:.1e} |"
-        )
-    return "\n".join(out) + "\n"
+    def values(r: dict) -> list[str]:
+        return [f"{r['input_gib']:.2f}", f"{r['extra_gib']:.2f}", f"{r['ms']:.0f}", f"{r['err']:.1e}"]
+
+    def keys(r: dict) -> list[str]:
+        return [str(r["vocab"]), str(r["tokens"]), r["mode"], r["provider"] + ("" if "error" in r else " (+entropy)")]
+
+    columns = ["vocab", "tokens", "mode", "provider", "input GiB", "peak extra RSS GiB", "ms", "max err vs fp64"]
+    return markdown_table(title, columns, rows, keys, values)
 
 
 def main() -> None:
@@ -337,12 +297,7 @@ def main() -> None:
         rows = bench_cpu(args)
         card = f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
         text = cpu_table(rows, f"token log-probs (+entropy) on CPU, {args.dtype}, T = {T}, {card}, torch {torch.__version__}")
-    print()
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "a") as f:
-            f.write(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":
