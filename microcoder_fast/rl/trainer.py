@@ -440,7 +440,9 @@ class Trainer:
             truncated = sum(part[2] for part in parts)
         p1, _ = mean_pass_at_k(counts, 1)
         n = max(1, len(outcomes))
-        return {"pass@1": float(p1 or 0.0), "eval_no_code_rate": outcomes.count("no_code") / n,
+        return {"pass@1": float(p1 or 0.0), "pass@1_se": pass_at_1_se(counts),
+                "eval_problems": len(counts), "eval_samples_total": len(outcomes),
+                "eval_no_code_rate": outcomes.count("no_code") / n,
                 "eval_truncation_rate": truncated / n,
                 "eval_time_s": time.time() - t0}
 
@@ -653,8 +655,9 @@ class Trainer:
         if cfg.eval_before and not resumed:
             ev = self.evaluate()
             summary["pass@1_before"] = ev["pass@1"]
+            summary["pass@1_before_se"] = ev["pass@1_se"]
             self._write_metrics({"step": 0, "phase": "eval", **ev})
-            log(f"held-out pass@1 before RL: {ev['pass@1']:.3f} ({ev['eval_time_s']:.1f}s)")
+            log(f"held-out pass@1 before RL: {_fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
         from tqdm import tqdm
 
         bar = tqdm(range(self.step, cfg.total_steps), desc="rl", disable=not cfg.progress or not self.dist.is_main, initial=self.step,
@@ -681,6 +684,8 @@ class Trainer:
             ev = self.evaluate()
             self._write_metrics({"step": self.step, "phase": "eval", **ev})
             summary["pass@1_after"] = ev["pass@1"]
+            summary["pass@1_after_se"] = ev["pass@1_se"]
+            log(f"held-out pass@1 after RL: {_fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
         summary["time_total_s"] = time.time() - t_start
         if self.dist.is_main:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -693,6 +698,25 @@ class Trainer:
         if self.tb is not None:
             self.tb.close()
         self.dist.close()
+
+
+def _fmt_pass(ev: dict[str, Any]) -> str:
+    """``0.123 ± 0.015 (sampling s.e.) over 60 problems × 8 samples`` for a log line."""
+    se, p, n = ev.get("pass@1_se"), ev.get("eval_problems"), ev.get("eval_samples_total")
+    spread = f" ± {se:.3f} (sampling s.e.)" if se is not None else ""
+    size = f" over {p} problems × {n // p} samples" if p and n else ""
+    return f"{ev['pass@1']:.3f}{spread}{size}"
+
+
+def pass_at_1_se(counts: Sequence[tuple[int, int]]) -> float | None:
+    """Standard error of mean pass@1 over a *fixed* problem set from sampling alone: with p_i = c_i / n_i,
+    sqrt(sum_i p_i (1 - p_i) / (n_i - 1)) / P (the unbiased variance of each problem's sample mean). This is
+    the noise that separates two evaluations of the same problems (before vs after RL); it does not include
+    the spread over which problems were chosen. None when some problem has fewer than 2 samples."""
+    if not counts or any(n < 2 for n, _ in counts):
+        return None
+    var = sum((c / n) * (1 - c / n) / (n - 1) for n, c in counts)
+    return math.sqrt(var) / len(counts)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
