@@ -18,13 +18,26 @@ def test_default_run_end_to_end(tmp_path, capsys):
     from microcoder_fast.cli.train import main
 
     run = tmp_path / "run"
-    rc = main([f"run_dir={run}", "total_steps=6", "eval_every=3", "eval_max_problems=18", "progress=false"])
+    rc = main([f"run_dir={run}", "total_steps=6", "eval_every=3", "progress=false"])
     assert rc == 0
     out = capsys.readouterr().out
     assert "held-out pass@1   before RL   after RL" in out
+    assert "held-out pass@1 before RL: " in out and "held-out pass@1 after RL: " in out and "(sampling s.e.)" in out
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["pass@1_before"] <= 1.0 and 0.0 <= summary["pass@1_after"] <= 1.0
+    assert 0.0 <= summary["pass@1_before_se"] <= 0.5 and 0.0 <= summary["pass@1_after_se"] <= 0.5
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    # the held-out eval covers every held-out problem of the embedded set with the preset's samples each
+    from microcoder_fast.data.embedded import load_embedded
+    from microcoder_fast.rl.config import PRESETS
+
+    evals = [r for r in rows if "pass@1" in r]
+    n_held, k = len(load_embedded("heldout")), PRESETS["embedded"]["eval_samples"]
+    assert [r["step"] for r in evals] == [0, 3, 6]
+    for r in evals:
+        assert r["eval_problems"] == n_held and r["eval_samples_total"] == n_held * k
+        assert r["pass@1_se"] is not None and 0.0 <= r["pass@1_se"] <= 0.5
+        assert r["pass@1"] * r["eval_samples_total"] == pytest.approx(round(r["pass@1"] * r["eval_samples_total"]))
     # the supervised warm-up makes the model answer with code (a random model never does)
     first_eval = next(r for r in rows if r.get("phase") == "eval")
     assert first_eval["step"] == 0 and first_eval["eval_no_code_rate"] < 0.5
@@ -50,3 +63,21 @@ def test_default_run_end_to_end(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert main(["plot", str(run)]) == 0
     assert (run / "plots" / "reward.png").is_file() and (run / "plots" / "pass_at_1.png").is_file()
+
+
+def test_pass_at_1_se_matches_the_sampling_spread():
+    """The logged standard error equals the spread of mean pass@1 over repeated evaluations of fixed problems."""
+    import numpy as np
+
+    from microcoder_fast.rl.trainer import pass_at_1_se
+
+    assert pass_at_1_se([(4, 2), (4, 0)]) == pytest.approx((0.5 * 0.5 / 3) ** 0.5 / 2)
+    assert pass_at_1_se([(4, 4), (4, 0)]) == 0.0
+    assert pass_at_1_se([(1, 1), (4, 0)]) is None and pass_at_1_se([]) is None
+    rng = np.random.default_rng(0)
+    p = np.array([0.0, 0.05, 0.1, 0.3, 0.6, 0.9, 0.02, 0.5])
+    n = 16
+    draws = rng.binomial(n, p, size=(4000, len(p)))
+    spread = draws.mean(axis=1).std() / n
+    estimates = [pass_at_1_se([(n, int(c)) for c in row]) for row in draws[:400]]
+    assert np.mean(estimates) == pytest.approx(spread, rel=0.1)
