@@ -10,8 +10,9 @@ roughly double the cost of every fork, so the others do not pay for it; ``preimp
 forces one zygote kind). The child compiles the
 program once and runs the tests one after another in the same process, up to ``pipeline`` tests handed
 over ahead: per test, fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode
-prelude and a fresh ``Solution()`` in call mode), and fds 0/1/2 re-pointed at three fresh memfds (the
-input, stdout, stderr) that the supervisor created and reads back itself. The supervisor compares each
+prelude and a fresh ``Solution()`` in call mode), and fds 0/1/2 re-pointed at one of a few memfd sets
+(input, stdout, stderr) the worker keeps and rotates: the child writes the test's input and empties the
+outputs before the test, the supervisor reads the outputs back itself and empties them after. The supervisor compares each
 output (expected outputs never enter a process untrusted code can read) and stops the child at the first
 failure when asked. If a program leaves the process in a state a fresh process would not have
 (``os._exit``, a fatal signal, daemon threads or children still running, a timeout), the child is

@@ -1,14 +1,15 @@
 """The harness that runs inside a forked generation child (already sandboxed by ``_C.sandbox.enter_child``).
 
-Descriptors: 3 = control socket to the supervisor; per test, 0/1/2 are re-pointed at the three memfds that
-came with the TEST frame (input, stdout, stderr), which the supervisor reads back itself.
+Descriptors: 3 = control socket to the supervisor; per test, ``_C.sandbox.child_next`` re-points 0/1/2 at
+one of the worker's reused I/O sets (input written there for this test, stdout and stderr emptied), which
+the supervisor reads back itself.
 
 The program is compiled once; every test then runs from that code object with fresh globals (stdin mode:
-a fresh ``__main__`` module; call mode: a fresh module seeded with the LeetCode-style prelude and a fresh
-``Solution()``). After each test the harness emulates interpreter shutdown (join non-daemon threads, run
+a fresh ``__main__`` module; call mode: a fresh module whose ``__builtins__`` carries the LeetCode-style prelude, and a
+fresh ``Solution()``). After each test the harness emulates interpreter shutdown (join non-daemon threads, run
 atexit handlers, flush the standard streams) and reports the exit status. If the program left the process
 in a state a fresh process would not have (daemon threads or child processes still running, the harness'
-descriptors closed), the harness reports the test and exits; the supervisor forks a fresh child for the
+descriptors closed or fds 0-3 replaced), the harness reports the test and exits; the supervisor forks a fresh child for the
 remaining tests. Expected outputs never come here: the supervisor compares.
 """
 
@@ -306,11 +307,16 @@ class Harness:
         return 0, None, "", value
 
 
-_STREAMS: tuple = ()
+_STREAMS: tuple = ()  # the three streams _install_stdio made, and their configuration
+_STREAM_CONFIG: tuple = ()
+
+
+def _stream_config(streams: tuple) -> tuple:
+    return tuple((s.encoding, s.errors, s.line_buffering, s.write_through) for s in streams)
 
 
 def _install_stdio() -> None:
-    global _STREAMS
+    global _STREAMS, _STREAM_CONFIG
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
     )
@@ -324,6 +330,7 @@ def _install_stdio() -> None:
         line_buffering=True,
     )
     _STREAMS = (sys.stdin, sys.stdout, sys.stderr)
+    _STREAM_CONFIG = _stream_config(_STREAMS)
 
 
 def _refresh_stdio() -> None:
@@ -337,10 +344,7 @@ def _refresh_stdio() -> None:
             sys.stdin is si and sys.__stdin__ is si and sys.stdout is so and sys.__stdout__ is so
             and sys.stderr is se and sys.__stderr__ is se
             and not (si.closed or so.closed or se.closed)
-            and si.encoding == so.encoding == se.encoding == "utf-8"
-            and si.errors == so.errors == "surrogateescape" and se.errors == "backslashreplace"
-            and not (si.line_buffering or so.line_buffering or si.write_through or so.write_through)
-            and se.line_buffering and not se.write_through
+            and _stream_config(_STREAMS) == _STREAM_CONFIG
         )
         if keep:
             si.seek(0)
@@ -363,7 +367,7 @@ def prepare_zygote_state() -> None:
     _install_stdio()
 
 
-def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, call_builtins: dict,  # noqa: D417
+def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, call_builtins: dict,
                call_builtins_snapshot: dict, encode_value) -> None:  # noqa: ANN001
     """Entry point in the forked child, sandbox already entered (fd 3 = control socket). Never returns."""
     status = 0
