@@ -258,8 +258,9 @@ def _verdict(v: object) -> str:
     return str(getattr(v, "value", v))
 
 
-def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> tuple[float, float, float]:
-    """Judge the suite; returns (wall s, executor start-up s, in-program CPU s summed over the tests run)."""
+def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> tuple[float, float]:
+    """Judge the suite; returns (wall s, executor start-up s). Each row's ``extra["in_program_s"]`` gets the
+    CPU time its tests' programs used (our harness measures it per test)."""
     from microcoder_fast.executor import Executor
 
     jobs = [(r.code, r.problem.to_problem(time_limit_s=time_limit)) for r in rows]
@@ -269,10 +270,8 @@ def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> 
         t0 = time.perf_counter()
         results = ex.judge(jobs, stop_on_first_failure=True)
         wall = time.perf_counter() - t0
-    in_program = 0.0
     for r, res in zip(rows, results):
         r.extra["in_program_s"] = sum(t.cpu_s for t in getattr(res, "tests", []) or [])
-        in_program += r.extra["in_program_s"]
         r.ours = _verdict(res.verdict)
         if r.ours != "AC":
             for t in getattr(res, "tests", []) or []:
@@ -282,7 +281,7 @@ def run_ours(rows: list[Row], workers: int, time_limit: float, compare: str) -> 
                     break
             if not r.ours_detail:
                 r.ours_detail = str(getattr(res, "message", "") or "")[:160]
-    return wall, startup, in_program
+    return wall, startup
 
 
 # ------------------------------------------------------------------------------------ micro-benches
@@ -384,8 +383,9 @@ def report(rows: list[Row], args: argparse.Namespace, timings: dict) -> str:
         lines.append(f"\nThroughput ratio (LiveCodeBench wall / ours): **{timings['lcb'] / timings['ours']:.1f}x** "
                      f"(judge() only; our executor's start-up, {timings['ours_startup']:.2f} s once per trainer, "
                      f"excluded; with it: {timings['lcb'] / (timings['ours'] + timings['ours_startup']):.1f}x).")
-    if "ours" in timings and "lcb" in timings and timings.get("in_program", 0) > 0:
-        w, prog = args.workers, timings["in_program"]
+    prog = sum(r.extra.get("in_program_s", 0.0) for r in rows)
+    if "ours" in timings and "lcb" in timings and prog > 0:
+        w = args.workers
         heavy = sorted(rows, key=lambda r: -r.extra.get("in_program_s", 0.0))[:3]
         over_ours = (w * timings["ours"] - prog) / n_gen
         over_lcb = (w * timings["lcb"] - prog) / n_gen
@@ -463,8 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     except subprocess.CalledProcessError:  # no numpy: report the bare cost twice rather than fail
         timings["fork_np_mean"], timings["fork_np_median"] = timings["fork_mean"], timings["fork_median"]
     if args.judges in ("both", "ours"):
-        timings["ours"], timings["ours_startup"], timings["in_program"] = run_ours(
-            rows, args.workers, float(args.time_limit), args.compare)
+        timings["ours"], timings["ours_startup"] = run_ours(rows, args.workers, float(args.time_limit), args.compare)
         print(f"ours: {timings['ours']:.2f} s", file=sys.stderr)
         tri = trivial_overhead(float(args.time_limit), args.trivial_tests, max(50, args.trivial_tests // 4))
         timings.update({k: v for k, v in tri.items() if not k.startswith("ok_")})
