@@ -7,7 +7,18 @@ import json
 
 import pytest
 
-from microcoder_fast.data.embedded import FORMATS, OPERATIONS, load_embedded
+from microcoder_fast.data.embedded import (
+    FORMATS,
+    NEW_COMBINATION_PER_OPERATION,
+    NEW_STATEMENT_PER_OPERATION,
+    OPERATIONS,
+    STORIES,
+    load_embedded,
+)
+
+
+def _task(p):
+    return p.metadata["format"], p.metadata["operation"]
 
 
 def test_deterministic_and_disjoint():
@@ -15,14 +26,34 @@ def test_deterministic_and_disjoint():
     assert [p.to_dict() for p in a] == [p.to_dict() for p in b]
     held = load_embedded("heldout")
     ids_t, ids_h = {p.id for p in a}, {p.id for p in held}
-    assert not ids_t & ids_h
+    assert not ids_t & ids_h and len(ids_t) == len(a) and len(ids_h) == len(held)
     assert len(ids_t) + len(ids_h) == len(load_embedded("all"))
-    # held-out problems are unseen combinations: their format and their operation both occur in training
+    # no held-out statement is ever trained on, whatever its kind
+    assert not {p.question for p in held} & {p.question for p in a}
+    train_tasks = {_task(p) for p in a}
+    kinds = {p.metadata["heldout_kind"] for p in held}
+    assert kinds == {"new_statement", "new_combination"}
     for p in held:
-        assert any(q.metadata["format"] == p.metadata["format"] for q in a)
-        assert any(q.metadata["operation"] == p.metadata["operation"] for q in a)
-    assert {p.metadata["operation"] for p in held} == {o.name for o in OPERATIONS}
-    assert len(held) + len(a) == len(FORMATS) * len(OPERATIONS)
+        if p.metadata["heldout_kind"] == "new_statement":
+            # a trained task in a statement training never shows: its story is seen, with other tasks
+            assert _task(p) in train_tasks
+            same_task = [q for q in a if _task(q) == _task(p)]
+            assert same_task and all(q.solution == p.solution for q in same_task)
+            assert all(q.metadata["story"] != p.metadata["story"] for q in same_task)
+            assert any(q.metadata["story"] == p.metadata["story"] for q in a)
+        else:
+            # an unseen combination: its format and its operation both occur in training, never together
+            assert _task(p) not in train_tasks
+            assert any(q.metadata["format"] == p.metadata["format"] for q in a)
+            assert any(q.metadata["operation"] == p.metadata["operation"] for q in a)
+    for kind, per_op in (("new_statement", NEW_STATEMENT_PER_OPERATION),
+                         ("new_combination", NEW_COMBINATION_PER_OPERATION)):
+        ops = [p.metadata["operation"] for p in held if p.metadata["heldout_kind"] == kind]
+        assert sorted(ops) == sorted(o.name for o in OPERATIONS for _ in range(per_op))
+    assert not any("heldout_kind" in p.metadata for p in a)
+    # every trained task appears with several stories, each story with many tasks
+    assert len(train_tasks) == len(OPERATIONS) * (len(FORMATS) - NEW_COMBINATION_PER_OPERATION)
+    assert {p.metadata["story"] for p in a} == set(range(len(STORIES)))
 
 
 def test_problem_shape():
@@ -59,8 +90,9 @@ def _python_oracle(p):
 
 
 def test_reference_solutions_pass_their_tests():
-    probs = load_embedded("all")
-    for p in probs[::5]:
+    one_per_task = list({_task(p): p for p in load_embedded("all")}.values())  # stories share the task's tests
+    assert len(one_per_task) == len(FORMATS) * len(OPERATIONS)
+    for p in one_per_task[::5]:
         _python_oracle(p)
 
 

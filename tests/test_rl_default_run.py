@@ -26,6 +26,10 @@ def test_default_run_end_to_end(tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["pass@1_before"] <= 1.0 and 0.0 <= summary["pass@1_after"] <= 1.0
     assert 0.0 <= summary["pass@1_before_se"] <= 0.5 and 0.0 <= summary["pass@1_after_se"] <= 0.5
+    # pass@1 per held-out kind (new statements of trained tasks, unseen combinations), printed and saved
+    for kind in ("new_statement", "new_combination"):
+        assert f"  {kind} " in out
+        assert 0.0 <= summary[f"pass@1_before/{kind}"] <= 1.0 and 0.0 <= summary[f"pass@1_after/{kind}"] <= 1.0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     # the held-out eval covers every held-out problem of the embedded set with the preset's samples each
     from microcoder_fast.data.embedded import load_embedded
@@ -34,8 +38,13 @@ def test_default_run_end_to_end(tmp_path, capsys):
     evals = [r for r in rows if "pass@1" in r]
     n_held, k = len(load_embedded("heldout")), PRESETS["embedded"]["eval_samples"]
     assert [r["step"] for r in evals] == [0, 3, 6]
+    held = load_embedded("heldout")
     for r in evals:
         assert r["eval_problems"] == n_held and r["eval_samples_total"] == n_held * k
+        # the overall pass@1 is the problem-weighted mean of the per-kind ones
+        kinds = {p.metadata["heldout_kind"] for p in held}
+        assert sum(r[f"eval_problems/{q}"] for q in kinds) == n_held
+        assert r["pass@1"] == pytest.approx(sum(r[f"pass@1/{q}"] * r[f"eval_problems/{q}"] for q in kinds) / n_held)
         assert r["pass@1_se"] is not None and 0.0 <= r["pass@1_se"] <= 0.5
         assert r["pass@1"] * r["eval_samples_total"] == pytest.approx(round(r["pass@1"] * r["eval_samples_total"]))
     # the supervised warm-up makes the model answer with code (a random model never does)

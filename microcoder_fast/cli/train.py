@@ -63,7 +63,10 @@ def train_main(argv: list[str]) -> int:
     print()
     print("held-out pass@1   before RL   after RL")
     fmt = lambda v: "   n/a  " if v is None else f"{v:8.3f}"
-    print(f"                  {fmt(before)}    {fmt(after)}")
+    print(f"  all             {fmt(before)}    {fmt(after)}")
+    kinds = sorted({k.split("/", 1)[1] for k in summary if k.startswith(("pass@1_before/", "pass@1_after/"))})
+    for kind in kinds:  # the embedded set's held-out kinds: new statements of trained tasks, unseen combinations
+        print(f"  {kind:<16}{fmt(summary.get(f'pass@1_before/{kind}'))}    {fmt(summary.get(f'pass@1_after/{kind}'))}")
     print(f"total time {summary['time_total_s']:.1f}s; metrics: {trainer.run_dir}/metrics.jsonl; "
           f"plots: microcoder-train plot {trainer.run_dir}")
     return 0

@@ -1,20 +1,26 @@
 """The embedded tiny problem set: small stdin and call-mode problems, generated deterministically.
 
-Used by the default ``microcoder-train`` run (no downloads) and by the tests. A problem combines an *input
+Used by the default ``microcoder-train`` run (no downloads) and by the tests. A *task* combines an *input
 format* (how the program gets its number n: one integer from stdin, the sum or product of two integers on a
 line, the sum of a line of integers, or a function argument / the sum of two arguments in call mode) with an
 *operation* on n stated in words ("print n doubled", "return n squared", ...). Its reference solution is
-the format's reading code followed by the operation's expression.
+the format's reading code followed by the operation's expression. A *problem* states a task after one of
+``len(STORIES)`` context sentences ("A robot receives a signal."), which change nothing in the solution.
 
-Splits: for every operation, two formats (chosen by a fixed hash) are held out, so each held-out problem is
-an unseen *combination* of a format and an operation that both appear in training. Measured with the
-default run (150 warm-up steps): the tiny model composes the *format* part of unseen combinations correctly
-but not the *operation* (near-greedy samples write the right reading code followed by an operation it saw
-with that format, or a blend such as ``n * 1``), so held-out pass@1 starts near 0.01-0.05 and 40 GRPO steps,
-which mostly sharpen per-problem answers on the 80 training problems, move it only within about two sampling
-standard errors. A variant with a constant K in the operation ("n plus 7", held-out = one unseen K per
-format and operation family) made held-out behave like train but gave the RL no room in the 10-minute budget
-(training reward flat); it is not used.
+Splits (``load_embedded(split)``), per operation, with formats ordered by a fixed hash:
+
+- ``heldout`` kind ``new_statement`` (``NEW_STATEMENT_PER_OPERATION`` formats): a task that is trained on,
+  held out in one statement (one story, chosen by hash) that training never shows.
+- ``heldout`` kind ``new_combination`` (``NEW_COMBINATION_PER_OPERATION`` formats): a format and an
+  operation that both occur in training but never together; no statement of the task is trained on.
+- ``train``: every other (task, story) pair. The supervised warm-up and the RL both use it.
+
+The two held-out kinds measure different things and ``microcoder-train`` reports pass@1 for each. Measured
+with the default run: GRPO's gains on the training prompts carry over to new statements of trained tasks,
+while unseen combinations stay near zero before and after RL. The tiny model composes the *format* of an
+unseen combination correctly but not the *operation* (near-greedy samples write the right reading code,
+then an operation it saw with that format), and 40 GRPO steps do not teach that: RL on a third split of
+unseen combinations raised its own reward 0.05 -> 0.21 and left held-out combinations at 0.00-0.004.
 Tests are computed by plain Python functions here (the reference solutions' semantics), never by running code.
 """
 
@@ -29,7 +35,16 @@ from dataclasses import dataclass
 from microcoder_fast.data.problem import CodeProblem, TestPair
 
 TESTS_PER_PROBLEM = 4
-HELDOUT_PER_OPERATION = 2
+NEW_STATEMENT_PER_OPERATION = 3
+NEW_COMBINATION_PER_OPERATION = 2
+STORIES: tuple[str, ...] = (
+    "Alice is counting coins.",
+    "A robot receives a signal.",
+    "Bob keeps score in a game.",
+    "A sensor logs a reading.",
+    "Carol plays with numbers.",
+    "A shop tallies its sales.",
+)
 
 
 @dataclass(frozen=True)
@@ -151,16 +166,24 @@ OPERATIONS: tuple[_Operation, ...] = (
 )
 
 
-def _split_of(fmt: str, op: str) -> str:
-    """Per operation, the ``HELDOUT_PER_OPERATION`` formats with the smallest hash are held out."""
-    def h(f: _Format) -> bytes:
-        return hashlib.sha256(f"microcoder-embedded:{op}:{f.name}".encode()).digest()
-
-    held = [f.name for f in sorted(FORMATS, key=h)[:HELDOUT_PER_OPERATION]]
-    return "heldout" if fmt in held else "train"
+def _hash_order(items: list[str], key: str) -> list[str]:
+    return sorted(items, key=lambda x: hashlib.sha256(f"microcoder-embedded:{key}:{x}".encode()).digest())
 
 
-def _problem(fmt: _Format, op: _Operation) -> CodeProblem:
+def _split_of(fmt: str, op: str, story: int) -> tuple[str, str | None]:
+    """``(split, held-out kind)`` of the problem stating task (``fmt``, ``op``) with story ``story``."""
+    order = _hash_order([f.name for f in FORMATS], op)
+    rank = order.index(fmt)
+    if rank < NEW_COMBINATION_PER_OPERATION:  # the whole task is held out; one statement of it is evaluated
+        first = int(_hash_order([str(i) for i in range(len(STORIES))], f"{op}:{fmt}")[0])
+        return ("heldout", "new_combination") if story == first else ("unused", None)
+    if rank < NEW_COMBINATION_PER_OPERATION + NEW_STATEMENT_PER_OPERATION:
+        first = int(_hash_order([str(i) for i in range(len(STORIES))], f"{op}:{fmt}")[0])
+        return ("heldout", "new_statement") if story == first else ("train", None)
+    return "train", None
+
+
+def _problem(fmt: _Format, op: _Operation, story: int = 0, kind: str | None = None) -> CodeProblem:
     rng = random.Random(f"{fmt.name}:{op.name}")
     cases: list[tuple[object, int]] = []
     while len(cases) < TESTS_PER_PROBLEM:
@@ -174,13 +197,13 @@ def _problem(fmt: _Format, op: _Operation) -> CodeProblem:
         else:  # LiveCodeBench functional encoding: one JSON value per argument line
             tests.append(TestPair("\n".join(json.dumps(a) for a in x), json.dumps(op.fn(n))))  # type: ignore[union-attr]
     if fmt.fn_name is None:
-        question = f"{fmt.sentence} Print {op.words}."
+        question = f"{STORIES[story]} {fmt.sentence} Print {op.words}."
         solution = f"{fmt.reading}print({op.expr})"
     else:
-        question = f"{fmt.sentence} It returns {op.words}."
+        question = f"{STORIES[story]} {fmt.sentence} It returns {op.words}."
         solution = f"{fmt.reading}    return {op.expr}"
     return CodeProblem(
-        id=f"embedded/{fmt.name}/{op.name}",
+        id=f"embedded/{fmt.name}/{op.name}/s{story}",
         question=question,
         starter_code=fmt.starter,
         fn_name=fmt.fn_name,
@@ -190,13 +213,22 @@ def _problem(fmt: _Format, op: _Operation) -> CodeProblem:
         platform="embedded",
         source="embedded",
         solution=solution,
-        metadata={"format": fmt.name, "operation": op.name},
+        metadata={"format": fmt.name, "operation": op.name, "story": story,
+                  **({"heldout_kind": kind} if kind else {})},
     )
 
 
 def load_embedded(split: str = "train") -> list[CodeProblem]:
-    """The embedded problems of ``split`` ("train", "heldout" or "all"), in a fixed order."""
+    """The embedded problems of ``split`` ("train", "heldout" or "all" = both), in a fixed order.
+
+    Held-out problems carry ``metadata["heldout_kind"]`` ("new_statement" or "new_combination")."""
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"load_embedded: unknown split {split!r}; use 'train', 'heldout' or 'all'")
-    return [_problem(f, o) for o in OPERATIONS for f in FORMATS
-            if split == "all" or _split_of(f.name, o.name) == split]
+    out = []
+    for o in OPERATIONS:
+        for f in FORMATS:
+            for story in range(len(STORIES)):
+                where, kind = _split_of(f.name, o.name, story)
+                if where != "unused" and split in (where, "all"):
+                    out.append(_problem(f, o, story, kind))
+    return out

@@ -37,7 +37,10 @@ def plot_run(run_dir: str | os.PathLike[str]) -> list[Path]:
     out = Path(run_dir) / "plots"
     out.mkdir(exist_ok=True)
     paths = []
+    per_kind = sorted({k for r in rows for k in r if k.startswith("pass@1/")})  # pass@1 per held-out kind
     for name, keys in PANELS:
+        if name == "pass_at_1":
+            keys = keys + per_kind
         fig, ax = plt.subplots(figsize=(6, 3.5))
         drew = False
         for k in keys:

@@ -427,24 +427,34 @@ class Trainer:
         groups = self.engine.generate([self.eval_prompts[j] for j in ev_idx], cfg.eval_samples, cfg.eval_temperature,
                                       cfg.eval_max_response_length, seed=cfg.seed * 7919 + 99991 + self.dist.seed_offset,
                                       on_group=on_group)
-        counts, outcomes = [], []
+        counts, outcomes, kinds = [], [], []
         for i in range(len(groups)):
             res = [f.result() for f in futures[i]]
             outcomes += [r.outcome for r in res]
             counts.append((len(res), sum(1 for r in res if r.outcome == "pass")))
+            kinds.append(self.eval_problems[ev_idx[i]].metadata.get("heldout_kind"))
         truncated = sum(c.truncated for g in groups for c in g)
         if self.dist.enabled:  # every rank's problems
-            parts = self.dist.all_gather_object((counts, outcomes, truncated))
+            parts = self.dist.all_gather_object((counts, outcomes, truncated, kinds))
             counts = [c for part in parts for c in part[0]]
             outcomes = [o for part in parts for o in part[1]]
             truncated = sum(part[2] for part in parts)
+            kinds = [k for part in parts for k in part[3]]
         p1, _ = mean_pass_at_k(counts, 1)
         n = max(1, len(outcomes))
-        return {"pass@1": float(p1 or 0.0), "pass@1_se": pass_at_1_se(counts),
-                "eval_problems": len(counts), "eval_samples_total": len(outcomes),
-                "eval_no_code_rate": outcomes.count("no_code") / n,
-                "eval_truncation_rate": truncated / n,
-                "eval_time_s": time.time() - t0}
+        out: dict[str, Any] = {"pass@1": float(p1 or 0.0), "pass@1_se": pass_at_1_se(counts),
+                               "eval_problems": len(counts), "eval_samples_total": len(outcomes),
+                               "eval_no_code_rate": outcomes.count("no_code") / n,
+                               "eval_truncation_rate": truncated / n,
+                               "eval_time_s": time.time() - t0}
+        # problems tagged with a held-out kind (the embedded set: new statements of trained tasks vs unseen
+        # combinations) also get pass@1 per kind, since the kinds measure different things
+        for kind in sorted({k for k in kinds if k}):
+            sub = [c for c, k in zip(counts, kinds) if k == kind]
+            out[f"pass@1/{kind}"] = float(mean_pass_at_k(sub, 1)[0] or 0.0)
+            out[f"pass@1_se/{kind}"] = pass_at_1_se(sub)
+            out[f"eval_problems/{kind}"] = len(sub)
+        return out
 
     # ---- one RL step -------------------------------------------------------------------------------
     def _step_prompts(self, step: int) -> list[int]:
@@ -654,8 +664,7 @@ class Trainer:
         self._make_engine()
         if cfg.eval_before and not resumed:
             ev = self.evaluate()
-            summary["pass@1_before"] = ev["pass@1"]
-            summary["pass@1_before_se"] = ev["pass@1_se"]
+            summary.update(_eval_summary(ev, "before"))
             self._write_metrics({"step": 0, "phase": "eval", **ev})
             log(f"held-out pass@1 before RL: {_fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
         from tqdm import tqdm
@@ -683,8 +692,7 @@ class Trainer:
         if cfg.total_steps > 0 or last_eval is None:
             ev = self.evaluate()
             self._write_metrics({"step": self.step, "phase": "eval", **ev})
-            summary["pass@1_after"] = ev["pass@1"]
-            summary["pass@1_after_se"] = ev["pass@1_se"]
+            summary.update(_eval_summary(ev, "after"))
             log(f"held-out pass@1 after RL: {_fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
         summary["time_total_s"] = time.time() - t_start
         if self.dist.is_main:
@@ -700,12 +708,32 @@ class Trainer:
         self.dist.close()
 
 
+def eval_kinds(ev: dict[str, Any]) -> list[str]:
+    """The held-out kinds an evaluation reported pass@1 for (``pass@1/<kind>`` keys), sorted."""
+    return sorted(k.split("/", 1)[1] for k in ev if k.startswith("pass@1/"))
+
+
+def _eval_summary(ev: dict[str, Any], when: str) -> dict[str, Any]:
+    """``pass@1_<when>``, ``pass@1_<when>_se`` and the same per held-out kind, for summary.json."""
+    out = {f"pass@1_{when}": ev["pass@1"], f"pass@1_{when}_se": ev["pass@1_se"]}
+    for kind in eval_kinds(ev):
+        out[f"pass@1_{when}/{kind}"] = ev[f"pass@1/{kind}"]
+        out[f"pass@1_{when}_se/{kind}"] = ev[f"pass@1_se/{kind}"]
+    return out
+
+
 def _fmt_pass(ev: dict[str, Any]) -> str:
-    """``0.123 ± 0.015 (sampling s.e.) over 60 problems × 8 samples`` for a log line."""
+    """``0.123 ± 0.015 (sampling s.e.) over 60 problems × 8 samples`` for a log line, then the same per
+    held-out kind when the problems carry kinds."""
     se, p, n = ev.get("pass@1_se"), ev.get("eval_problems"), ev.get("eval_samples_total")
     spread = f" ± {se:.3f} (sampling s.e.)" if se is not None else ""
     size = f" over {p} problems × {n // p} samples" if p and n else ""
-    return f"{ev['pass@1']:.3f}{spread}{size}"
+    parts = [f"{ev['pass@1']:.3f}{spread}{size}"]
+    for kind in eval_kinds(ev):
+        kse = ev[f"pass@1_se/{kind}"]
+        parts.append(f"{kind} {ev[f'pass@1/{kind}']:.3f}" + (f" ± {kse:.3f}" if kse is not None else "")
+                     + f" ({ev[f'eval_problems/{kind}']} problems)")
+    return "; ".join(parts)
 
 
 def pass_at_1_se(counts: Sequence[tuple[int, int]]) -> float | None:
