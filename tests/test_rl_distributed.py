@@ -28,7 +28,7 @@ ARGS = {"engine": "hf", "tiny_hidden_size": 64, "tiny_num_layers": 2, "tiny_num_
         "ppo_micro_batch_size": 1, "max_response_length": 8, "eval_max_response_length": 8, "sft_steps": 2,
         "sft_batch_size": 4, "eval_before": False, "eval_every": 0, "eval_max_problems": 2, "eval_samples": 1,
         "progress": False, "lr": 1e-2, "grad_clip": 0.05, "judge_workers": 1, "log_completions": 1, "threads": 1,
-        "temperature": 1.2}
+        "temperature": 1.2, "warmup_steps": 0}  # the replay below applies full-lr updates (no scheduler)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -90,17 +90,20 @@ def _worker(out_dir: str) -> None:
     rank = int(os.environ["RANK"])
     # one process group for both trainers (a Trainer uses an existing group and leaves it open)
     torch.distributed.init_process_group("gloo")
-    # Rewards from a deterministic stand-in (completion length parity): the 2-step-SFT tiny model writes no
-    # code, so the real judge would score every completion 0, every advantage would be 0 and the comparison
-    # below would be vacuous. Each rank still judges its own groups through the trainer's judge hook.
+    # Rewards from a deterministic stand-in: the 2-step-SFT tiny model writes no code, so the real judge would
+    # score every completion 0, every advantage would be 0 and the comparison below would be vacuous. A group's
+    # completions are submitted together, so alternating pass / fail per submission gives every group of 2 one
+    # of each (completion-length parity, used before, left whole mini-batches at one parity when the data
+    # changed). Each rank still judges its own groups through the trainer's judge hook.
     from microcoder_fast.rl.rewards import Outcome, _Done
 
     class ParityJudge:
         def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
-            pass
+            self.n = 0
 
         def submit(self, text: str, problem) -> _Done:  # noqa: ANN001
-            ok = len(text) % 2 == 1
+            ok = self.n % 2 == 0
+            self.n += 1
             return _Done(Outcome("pass" if ok else "fail", float(ok), "AC" if ok else "WA"))
 
         def close(self) -> None:
@@ -259,13 +262,18 @@ def test_one_step_equals_single_process(two_rank_run):
     assert min(norms) > ARGS["grad_clip"], "clipping was active (the global norm decides it)"
     ck = AutoModelForCausalLM.from_pretrained(out / "a" / "checkpoints" / "step_000001" / "model")  # plain HF
     single = model.state_dict()
-    moved = 0
+    moved = far = total = 0
     for k, v in ck.state_dict().items():
-        # Adam moves every weight by up to ~lr per update; 0.1% of lr is fp32 round-off amplified by Adam's
-        # 1/sqrt(v) on tiny gradients, while a wrong normalisation moves weights by a sizeable part of lr
-        assert torch.allclose(v, single[k], atol=1e-3 * ARGS["lr"], rtol=0), (k, float((v - single[k]).abs().max()))
+        # Adam moves every weight by up to ~lr per update. fp32 round-off (FSDP sums in another order) is
+        # amplified by Adam's 1/sqrt(v) where a gradient nearly cancels: measured up to 0.2% of lr on a few
+        # embedding entries. A wrong normalisation changes the clipped step and moves weights by a sizeable
+        # part of lr (and the gradient norms above would differ)
+        diff = (v - single[k]).abs()
+        assert float(diff.max()) <= 1e-2 * ARGS["lr"], (k, float(diff.max()))
+        far += int((diff > 1e-3 * ARGS["lr"]).sum())
+        total += diff.numel()
         moved += int(not torch.equal(v, recs[0]["updates"][0]["before"][k]))
-    assert moved > 0
+    assert moved > 0 and far <= 1e-3 * total, (far, total)
     # the next RL step started from exactly the checkpointed weights
     assert all(torch.equal(recs[0]["updates"][1]["before"][k], v) for k, v in ck.state_dict().items())
 
