@@ -49,7 +49,7 @@ def _env() -> None:
 def train_main(argv: list[str]) -> int:
     cfg = _config(argv, "microcoder-train")
     _env()
-    from microcoder_fast.rl.trainer import Trainer, log
+    from microcoder_fast.rl.trainer import Trainer, eval_kinds, log
 
     trainer = Trainer(cfg)
     try:
@@ -64,8 +64,8 @@ def train_main(argv: list[str]) -> int:
     print("held-out pass@1   before RL   after RL")
     fmt = lambda v: "   n/a  " if v is None else f"{v:8.3f}"
     print(f"  all             {fmt(before)}    {fmt(after)}")
-    kinds = sorted({k.split("/", 1)[1] for k in summary if k.startswith(("pass@1_before/", "pass@1_after/"))})
-    for kind in kinds:  # the embedded set's held-out kinds: new statements of trained tasks, unseen combinations
+    # one row per held-out kind (the embedded set: new statements of trained tasks, unseen combinations)
+    for kind in eval_kinds(summary, "pass@1_before/", "pass@1_after/"):
         print(f"  {kind:<16}{fmt(summary.get(f'pass@1_before/{kind}'))}    {fmt(summary.get(f'pass@1_after/{kind}'))}")
     print(f"total time {summary['time_total_s']:.1f}s; metrics: {trainer.run_dir}/metrics.jsonl; "
           f"plots: microcoder-train plot {trainer.run_dir}")

@@ -172,15 +172,13 @@ def _hash_order(items: list[str], key: str) -> list[str]:
 
 def _split_of(fmt: str, op: str, story: int) -> tuple[str, str | None]:
     """``(split, held-out kind)`` of the problem stating task (``fmt``, ``op``) with story ``story``."""
-    order = _hash_order([f.name for f in FORMATS], op)
-    rank = order.index(fmt)
+    rank = _hash_order([f.name for f in FORMATS], op).index(fmt)
+    if rank >= NEW_COMBINATION_PER_OPERATION + NEW_STATEMENT_PER_OPERATION:
+        return "train", None
+    held_story = int(_hash_order([str(i) for i in range(len(STORIES))], f"{op}:{fmt}")[0])
     if rank < NEW_COMBINATION_PER_OPERATION:  # the whole task is held out; one statement of it is evaluated
-        first = int(_hash_order([str(i) for i in range(len(STORIES))], f"{op}:{fmt}")[0])
-        return ("heldout", "new_combination") if story == first else ("unused", None)
-    if rank < NEW_COMBINATION_PER_OPERATION + NEW_STATEMENT_PER_OPERATION:
-        first = int(_hash_order([str(i) for i in range(len(STORIES))], f"{op}:{fmt}")[0])
-        return ("heldout", "new_statement") if story == first else ("train", None)
-    return "train", None
+        return ("heldout", "new_combination") if story == held_story else ("unused", None)
+    return ("heldout", "new_statement") if story == held_story else ("train", None)
 
 
 def _problem(fmt: _Format, op: _Operation, story: int = 0, kind: str | None = None) -> CodeProblem:

@@ -708,9 +708,11 @@ class Trainer:
         self.dist.close()
 
 
-def eval_kinds(ev: dict[str, Any]) -> list[str]:
-    """The held-out kinds an evaluation reported pass@1 for (``pass@1/<kind>`` keys), sorted."""
-    return sorted(k.split("/", 1)[1] for k in ev if k.startswith("pass@1/"))
+def eval_kinds(ev: dict[str, Any], *prefixes: str) -> list[str]:
+    """The held-out kinds a dict reports pass@1 for, sorted: ``pass@1/<kind>`` keys of an evaluation, or the
+    keys under other ``prefixes`` (e.g. summary.json's ``pass@1_before/``)."""
+    prefixes = prefixes or ("pass@1/",)
+    return sorted({k.split("/", 1)[1] for k in ev if k.startswith(prefixes)})
 
 
 def _eval_summary(ev: dict[str, Any], when: str) -> dict[str, Any]:
