@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-COMPARE_MODES = ("default", "lcb", "microcoder")
+from microcoder_fast.executor.compare.registry import MODES as COMPARE_MODES
+
 _ID_KEYS = ("question_id", "task_id", "id", "problem_id")
 _CHUNK = 256  # samples per judged batch; rows are appended to --out after each batch
 

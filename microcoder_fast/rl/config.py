@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from microcoder_fast.executor.compare.registry import MODES as COMPARE_MODES
+
 
 class ConfigError(ValueError):
     """A user-caused configuration error; the message names the key and the fix."""
@@ -54,7 +56,7 @@ class TrainConfig:
     max_tests_per_problem: int = 16
     eval_max_problems: int = 0  # 0 = all
     # --- judge -----------------------------------------------------------------------------------------
-    compare: str = "default"  # "default" | "lcb" | "microcoder"
+    compare: str = "default"  # a name in microcoder_fast.executor.compare.MODES
     judge_workers: int = 2
     judge_time_limit_s: float = 6.0
     judge_memory_limit_mb: int = 2048
@@ -173,7 +175,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "preset": tuple(PRESETS),
     "dtype": ("float32", "bfloat16"),
     "device": ("auto", "cpu", "cuda"),
-    "compare": ("default", "lcb", "microcoder"),
+    "compare": COMPARE_MODES,
     "engine": ("auto", "vllm", "hf"),
     "lr_schedule": ("constant", "cosine"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
