@@ -147,9 +147,9 @@ void set_nonblock(int fd) {
 
 }  // namespace
 
-// One zygote and the generation it is running. Not thread-safe: one Python thread drives one Worker.
+// One zygote and the generation it is running. Not thread-safe: one Python thread drives one Zygote.
 //
-// Test I/O goes through S "sets" of three memfds (stdin, stdout, stderr) that the Worker creates once and
+// Test I/O goes through S "sets" of three memfds (stdin, stdout, stderr) that the Zygote creates once and
 // keeps for its lifetime: test j of a generation uses set j % S, and a child receives a set's descriptors
 // with the first TEST frame that uses it. At the start of each test the child itself empties the set's
 // files and writes the test's input into its stdin file (the input travels in the TEST frame; an input
@@ -160,10 +160,10 @@ void set_nonblock(int fd) {
 // child is forked, so nothing of theirs can write into a set either. Creating and destroying three memfds
 // per test cost ~75 us of kernel time here; this costs a few syscalls. The output cap is enforced twice:
 // RLIMIT_FSIZE in the child (SIGXFSZ) and the size check here.
-class Worker {
+class Zygote {
 public:
-    Worker(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-        if (argv.empty()) throw std::invalid_argument("Worker needs a command line");
+    Zygote(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+        if (argv.empty()) throw std::invalid_argument("Zygote needs a command line");
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
             throw os_error("socketpair", errno);
@@ -209,7 +209,7 @@ public:
         set_nonblock(zsock_);
     }
 
-    ~Worker() { close_all(1.0); }
+    ~Zygote() { close_all(1.0); }
 
     int pid() const { return zpid_; }
 
@@ -533,37 +533,37 @@ private:
     int ctl_ = -1;
     bool ctl_eof_ = true;
     std::string cbuf_;
-    std::vector<Set> sets_;      // the Worker's I/O sets (created on demand, kept until close)
+    std::vector<Set> sets_;      // the Zygote's I/O sets (created on demand, kept until close)
     std::vector<bool> handed_;   // which sets the running child already holds
     int gen_sets_ = 0;
     int pending_exits_ = 0;
 };
 
 void init_supervisor(py::module_& m) {
-    py::class_<Worker>(m, "Worker",
+    py::class_<Zygote>(m, "Zygote",
                        "One zygote process (started with posix_spawn) and the generation it runs. Driven "
-                       "by microcoder_fast.executor; not for direct use.")
+                       "by microcoder_fast.executor.worker.Worker; not for direct use.")
         .def(py::init<const std::vector<std::string>&, const std::vector<std::string>&>(), py::arg("argv"),
              py::arg("env"))
-        .def_property_readonly("pid", &Worker::pid)
-        .def("recv_zygote", &Worker::recv_zygote, py::arg("timeout_s"))
-        .def("start", [](Worker& w, py::bytes payload, int sets) { return w.start(std::string(payload), sets); },
+        .def_property_readonly("pid", &Zygote::pid)
+        .def("recv_zygote", &Zygote::recv_zygote, py::arg("timeout_s"))
+        .def("start", [](Zygote& w, py::bytes payload, int sets) { return w.start(std::string(payload), sets); },
              py::arg("payload"), py::arg("sets"))
         .def("send_test",
-             [](Worker& w, int index, bool last, py::bytes input, uint64_t inline_max) {
+             [](Zygote& w, int index, bool last, py::bytes input, uint64_t inline_max) {
                  return w.send_test(index, last, std::string(input), inline_max);
              },
              py::arg("index"), py::arg("last"), py::arg("input"), py::arg("inline_max"))
-        .def("send_end", &Worker::send_end)
+        .def("send_end", &Zygote::send_end)
         .def("send_zygote",
-             [](Worker& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })
-        .def("kill_generation", &Worker::kill_generation)
-        .def("wait_event", &Worker::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
-        .def("take_output", &Worker::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
-        .def("end_generation", &Worker::end_generation)
-        .def("detach_generation", &Worker::detach_generation)
-        .def("zygote_alive", &Worker::zygote_alive)
-        .def("close", &Worker::close_all, py::arg("grace_s") = 1.0);
+             [](Zygote& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })
+        .def("kill_generation", &Zygote::kill_generation)
+        .def("wait_event", &Zygote::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
+        .def("take_output", &Zygote::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
+        .def("end_generation", &Zygote::end_generation)
+        .def("detach_generation", &Zygote::detach_generation)
+        .def("zygote_alive", &Zygote::zygote_alive)
+        .def("close", &Zygote::close_all, py::arg("grace_s") = 1.0);
 }
 
 }  // namespace mcf

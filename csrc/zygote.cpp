@@ -384,7 +384,7 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
 
 // --- helpers for the harness inside a generation child (fewer Python objects touched = fewer pages copied)
 
-// The I/O sets this generation child holds (see the Worker in supervisor.cpp): stdin, stdout, stderr memfds.
+// The I/O sets this generation child holds (see the Zygote class in supervisor.cpp): stdin, stdout, stderr memfds.
 struct ChildSet {
     int in = -1, out = -1, err = -1;
 };

@@ -435,11 +435,11 @@ def test_closed_executor_refuses_work():
 
 def test_zygote_death_is_detected_and_restarted():
     with Executor(workers=1, time_limit_s=3.0) as e:
-        pid = e._slots[0].w.pid
+        pid = e._workers[0].zygote.pid
         os.kill(pid, signal.SIGKILL)
         r = judge1(e, "d=open(0).read().split()\nprint(sum(map(int,d[1:])))")
         assert r.verdict == Verdict.AC, r.message
-        assert e._slots[0].w.pid != pid
+        assert e._workers[0].zygote.pid != pid
 
 
 def test_fork_cost_probe():

@@ -289,7 +289,7 @@ def test_host_is_left_clean_after_close():
 
     before_fds, before_children = fds(), children()
     e = Executor(workers=2)
-    pids = [s.w.pid for s in e._slots]
+    pids = [s.zygote.pid for s in e._workers]
     uid = e.layers.get("uid")
     rs = e.judge([("import os\nif os.fork()==0:\n    import time; time.sleep(30)\nprint('ok')", OK)] * 6)
     assert all(r.verdict == Verdict.AC for r in rs)

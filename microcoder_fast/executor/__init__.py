@@ -77,14 +77,17 @@ from typing import Any
 
 __all__ = ["Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict", "compare"]
 
-_API = {"Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict"}
+_TYPES = {"Problem", "Result", "TestCase", "TestResult", "Verdict"}
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that the zygote (which imports this package's _zygote/_child/compare) never imports api.py
-    # and with it threading: threading's at-fork hook alone costs every fork ~125 page faults.
-    if name in _API:
-        return getattr(importlib.import_module("microcoder_fast.executor.api"), name)
+    # and with it threading: threading's at-fork hook alone costs every fork ~125 page faults. The types
+    # come from types.py, which starts no thread and imports no threading.
+    if name in _TYPES:
+        return getattr(importlib.import_module("microcoder_fast.executor.types"), name)
+    if name == "Executor":
+        return importlib.import_module("microcoder_fast.executor.api").Executor
     if name == "compare":
         return importlib.import_module("microcoder_fast.executor.compare")
     raise AttributeError(f"module 'microcoder_fast.executor' has no attribute {name!r}")

@@ -20,6 +20,18 @@ FRAME = struct.Struct("<IIQ")
 MAGIC = 0x4D434631
 T_RUN, T_KILL, T_READY, T_EXIT, T_ZERR, T_BENCH, T_BENCH_RESULT = 1, 2, 3, 4, 5, 6, 7
 
+# The whole environment of a zygote and of every program it runs (nothing of the caller's leaks in).
+SCRUBBED_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "MALLOC_ARENA_MAX": "2",
+}
+
 # Modules the judged programs commonly import: pre-imported so a generation pays nothing for them.
 # Not threading, queue, random or statistics: their at-fork hooks would run in every forked child.
 PREIMPORT = (
@@ -303,22 +315,12 @@ class Zygote:
         self.workdir = os.path.join(self.tmp_root, f"mcf-work-{os.getpid()}-{outer_pid}")
         self.make_workdir()
         self.shared_dirs = [d for d in ("/dev/shm", "/var/tmp", "/run/lock") if os.path.isdir(d)] if ns_ok else []
-        self.env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "NUMEXPR_NUM_THREADS": "1",
-            "MALLOC_ARENA_MAX": "2",
-        }
 
     # --- serving -----------------------------------------------------------------------------------------
     def prepare_children(self) -> None:
         """State every generation child starts from (set once here, inherited by fork)."""
         os.environ.clear()
-        os.environ.update(self.env)
+        os.environ.update(SCRUBBED_ENV)
         os.environ["HOME"] = self.workdir
         os.environ["TMPDIR"] = self.workdir
         os.chdir("/")

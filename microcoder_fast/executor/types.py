@@ -1,0 +1,154 @@
+"""The judge's public types: ``Verdict``, ``TestCase``, ``Problem``, ``TestResult``, ``Result``.
+
+Plain data and validation only: no threads, no processes, no compare modes. Must not import ``threading``
+(the zygote imports nothing from here, but callers that only build problems should not pay for it) nor
+anything of the executor's other modules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Verdict(str, Enum):
+    """Outcome of a test or a generation (str-valued: ``Verdict.AC == "AC"``)."""
+
+    AC = "AC"  # accepted
+    WA = "WA"  # wrong answer
+    TLE = "TLE"  # time limit exceeded (wall clock or CPU)
+    MLE = "MLE"  # memory limit exceeded
+    RE = "RE"  # runtime error: uncaught exception, nonzero exit status, fatal signal
+    OLE = "OLE"  # output limit exceeded
+    CE = "CE"  # compile error (SyntaxError): no test ran
+    IE = "IE"  # internal error: bad problem data or a judge failure, never the program's fault
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One test: the program's stdin text (stdin mode) or one JSON value per argument line (call mode),
+    and the expected stdout text or JSON return value."""
+
+    __test__ = False  # not a pytest class
+
+    input: str
+    output: str
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output"):
+            v = getattr(self, name)
+            if not isinstance(v, str):
+                raise TypeError(
+                    f"TestCase.{name} must be str, got {type(v).__name__}; decode bytes or json.dumps values first"
+                )
+
+
+def _as_test(t: object, i: int) -> TestCase:
+    if isinstance(t, TestCase):
+        return t
+    if isinstance(t, dict) and "input" in t and "output" in t:
+        return TestCase(t["input"], t["output"])
+    if isinstance(t, (tuple, list)) and len(t) == 2:
+        return TestCase(t[0], t[1])
+    raise TypeError(f"test {i} must be a TestCase, an (input, output) pair or a dict with input/output keys")
+
+
+@dataclass
+class Problem:
+    """Tests plus how to run them. ``fn_name`` None = stdin mode, else call mode (LeetCode style).
+    ``time_limit_s``, ``abs_tol`` and ``rel_tol`` override the executor's defaults for this problem."""
+
+    tests: Sequence[TestCase]
+    fn_name: str | None = None
+    time_limit_s: float | None = None
+    abs_tol: float | None = None
+    rel_tol: float | None = None
+    id: str | None = None
+    _inputs: list[bytes] = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
+    _input_error: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tests, (str, bytes)) or not isinstance(self.tests, Iterable):
+            raise TypeError("Problem.tests must be a sequence of TestCase")
+        self.tests = tuple(_as_test(t, i) for i, t in enumerate(self.tests))
+        if self.fn_name is not None and (not isinstance(self.fn_name, str) or not self.fn_name.isidentifier()):
+            raise ValueError(f"Problem.fn_name must be a Python identifier or None, got {self.fn_name!r}")
+        if self.time_limit_s is not None and not (self.time_limit_s > 0 and math.isfinite(self.time_limit_s)):
+            raise ValueError(f"Problem.time_limit_s must be a positive number of seconds, got {self.time_limit_s!r}")
+        for name in ("abs_tol", "rel_tol"):
+            v = getattr(self, name)
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"Problem.{name} must be a finite number >= 0, got {v!r}")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._inputs = [t.input.encode("utf-8", "surrogateescape") for t in self.tests]
+        self._input_error = None
+        if self.fn_name is None:
+            return
+        for i, t in enumerate(self.tests):
+            lines = t.input.split("\n")
+            while lines and not lines[-1].strip():
+                lines.pop()
+            for j, line in enumerate(lines):
+                try:
+                    json.loads(line)
+                except ValueError as e:
+                    self._input_error = (
+                        f"test {i}: argument line {j + 1} is not valid JSON ({e}): {line[:80]!r}; call-mode "
+                        "inputs hold one JSON value per line"
+                    )
+                    return
+
+
+@dataclass
+class TestResult:
+    """Outcome of one test. ``peak_memory_kb`` is the generation's resident high-water mark so far."""
+
+    __test__ = False
+
+    index: int
+    verdict: Verdict
+    wall_s: float
+    cpu_s: float
+    peak_memory_kb: int
+    exit_code: int | None = None
+    signal: int | None = None
+    stderr_tail: str = ""
+    message: str = ""
+
+
+@dataclass
+class Result:
+    """Outcome of one generation. ``total`` counts the problem's tests; ``tests`` holds those that ran."""
+
+    verdict: Verdict
+    passed: int
+    total: int
+    tests: list[TestResult] = field(default_factory=list)
+    message: str = ""
+    index: int | None = None
+    problem_id: str | None = None
+    wall_s: float = 0.0
+
+    @property
+    def reward(self) -> float:
+        return 1.0 if self.verdict == Verdict.AC else 0.0
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict == Verdict.AC
+
+
+def check_item(code: object, problem: object, i: int | None) -> None:
+    where = "" if i is None else f"item {i}: "
+    if not isinstance(code, (str, bytes, bytearray)):
+        raise TypeError(f"{where}code must be str or bytes, got {type(code).__name__}")
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{where}problem must be a microcoder_fast.executor.Problem, got {type(problem).__name__}")
