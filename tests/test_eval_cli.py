@@ -255,22 +255,34 @@ def test_installed_command_with_progress_bar(tmp_path):
                        env={k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"})
     assert r.returncode == 0, r.stderr
     assert "judging" in r.stderr and "2/2" in r.stderr  # tqdm progress bar on stderr
-    assert "all" in r.stdout and "100.00" in r.stdout
+    assert "all" in r.stdout and "1.000" in r.stdout and "pass@k: fraction" in r.stdout
     assert [row["verdicts"]["default"] for row in _rows(out)] == ["AC", "AC"]
 
 
 def test_internal_errors_are_retried_on_resume(tmp_path, capsys):
-    from microcoder_fast.cli.eval import _content_hash
+    from microcoder_fast.data.samples import content_hash as _content_hash
 
     problems, samples, out = _files(tmp_path, samples=[{"question_id": "add", "completion": ADD_OK}])
     line = samples.read_text().splitlines()[0]
     fake_ie = {"key": f"{_content_hash(line)}.0", "line": 1, "index": None, "problem_id": "add", "status": "judged",
                "verdicts": {"default": "IE"}, "passed": False, "platform": "atcoder", "difficulty": "easy"}
+    fake_ie.update(_stamp(problems, "add"))
     out.write_text(json.dumps(fake_ie) + "\n")
     assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0
     rows = _rows(out)
     assert [r["verdicts"]["default"] for r in rows] == ["IE", "AC"]  # appended; the last row per sample counts
     assert "AC=1" in capsys.readouterr().out
+
+
+def _stamp(problems: Path, pid: str, **settings) -> dict:
+    """The settings and problem fingerprint a row judged now with default flags carries."""
+    from microcoder_fast.data import load_problems
+    from microcoder_fast.data.samples import judge_settings, problem_fingerprint
+
+    p = {q.id: q for q in load_problems(problems)}[pid]
+    kw = dict(time_limit_s=6.0, memory_limit_mb=2048, max_tests=None, all_tests=False, problem_set="problems-file")
+    kw.update(settings)
+    return {"settings": judge_settings(**kw), "problem_hash": problem_fingerprint(p, kw["max_tests"])}
 
 
 def test_livecodebench_runner_layout_json_list_with_code_lists(tmp_path, capsys):
@@ -298,3 +310,113 @@ def test_livecodebench_runner_layout_json_list_with_code_lists(tmp_path, capsys)
     bad.write_text("{not json")
     assert main(["--problems", str(problems), "--samples", str(bad), "--out", str(out)]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+# --- issue 15: stale resume, interrupts, CE vs NO_CODE, exit codes -------------------------------------------
+
+
+def test_resume_never_reuses_a_verdict_judged_with_other_settings(tmp_path, capsys):
+    """A stored AC for a wrong program, judged with another time limit, must be judged again (WA), with the
+    reason printed; a row from an older version without settings is judged again too."""
+    from microcoder_fast.data.samples import content_hash
+
+    problems, samples, out = _files(tmp_path, samples=[{"question_id": "add", "code": ADD_WRONG},
+                                                       {"question_id": "lc1", "code": LC_OK}])
+    lines = samples.read_text().splitlines()
+    forged = {"key": f"{content_hash(lines[0])}.0", "line": 1, "index": None, "problem_id": "add",
+              "status": "judged", "verdicts": {"default": "AC"}, "passed": True, "platform": "atcoder",
+              "difficulty": "easy", **_stamp(problems, "add", time_limit_s=2.0)}
+    old = {"key": f"{content_hash(lines[1])}.0", "line": 2, "index": None, "problem_id": "lc1", "status": "judged",
+           "verdicts": {"default": "WA"}, "passed": False, "platform": "leetcode", "difficulty": "easy"}
+    out.write_text(json.dumps(forged) + "\n" + json.dumps(old) + "\n")
+    args = ["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "time_limit_s 2.0 -> 6.0" in err and "did not record its settings" in err
+    last = {r["key"]: r for r in _rows(out)}
+    assert [last[r["key"]]["verdicts"]["default"] for r in (forged, old)] == ["WA", "AC"]
+    # same settings: nothing is judged again
+    n = len(_rows(out))
+    assert main(args) == 0 and len(_rows(out)) == n
+    assert "2 of 2 samples already judged" in capsys.readouterr().err
+    # a changed time limit, a changed test selection and a changed problem are each judged again
+    for extra in (["--time-limit", "3"], ["--max-tests", "1"], ["--all-tests"]):
+        n = len(_rows(out))
+        assert main(args + extra) == 0 and len(_rows(out)) == n + 2, extra
+    rows = _lcb_rows()
+    rows[0]["private_test_cases"] = json.dumps([{"input": "5 5\n", "output": "10\n", "testtype": "stdin"}])
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    n = len(_rows(out))
+    assert main(args + ["--all-tests"]) == 0
+    new = _rows(out)[n:]
+    assert [r["problem_id"] for r in new] == ["add"]  # only the sample of the problem that changed
+    assert "its problem changed" in capsys.readouterr().err
+
+
+def test_rows_are_written_as_they_arrive_and_an_interrupt_keeps_them(tmp_path, capsys, monkeypatch):
+    import microcoder_fast.cli.eval as cli_eval
+
+    problems, samples, out = _files(tmp_path, samples=[{"question_id": "add", "code": ADD_WRONG},
+                                                       {"question_id": "lc1", "code": LC_OK},
+                                                       {"question_id": "avg", "code": AVG_SCI}])
+    real = cli_eval._judge
+
+    def interrupted_after_two(*a, **kw):
+        for n, item in enumerate(real(*a, **kw)):
+            if n == 2:
+                raise KeyboardInterrupt
+            yield item
+
+    monkeypatch.setattr(cli_eval, "_judge", interrupted_after_two)
+    args = ["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress",
+            "--workers", "1"]
+    assert main(args) == 130
+    assert "rerun the same command" in capsys.readouterr().err
+    assert len(_rows(out)) == 2  # the two verdicts that had arrived are on disk
+    monkeypatch.setattr(cli_eval, "_judge", real)
+    assert main(args) == 0
+    assert "2 of 3 samples already judged" in capsys.readouterr().err
+    assert len(_rows(out)) == 3
+
+
+def test_syntax_error_is_ce_with_its_reason_and_prose_is_no_code(tmp_path, capsys):
+    samples = tmp_path / "he.jsonl"
+    samples.write_text("\n".join(json.dumps(r) for r in [
+        {"task_id": "HumanEval/2", "completion": "    return number % 1.0 +\n"},  # a body that does not parse
+        {"task_id": "HumanEval/2", "completion": "I am not sure how to do this."},
+        {"task_id": "HumanEval/2", "completion": f"{F}python\ndef truncate_number(x:\n    return 0\n{F}\n"},
+        {"task_id": "HumanEval/2", "completion": "    return number % 1.0\n"},
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["--humaneval", "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0
+    rows = {r["line"]: r for r in _rows(out)}
+    assert rows[1]["verdicts"]["default"] == "CE" and "SyntaxError" in rows[1]["message"]
+    assert "does not parse" in rows[1]["extraction"]
+    assert rows[2]["verdicts"]["default"] == "NO_CODE" and "does not parse" in rows[2]["reason"]
+    assert rows[3]["verdicts"]["default"] == "CE" and "SyntaxError" in rows[3]["message"]
+    assert rows[4]["verdicts"]["default"] == "AC"
+    assert "0.250" in capsys.readouterr().out  # pass@1 as a fraction: 1 of 4 samples of one problem
+
+
+def test_empty_samples_and_wrong_problem_set_exit_2(tmp_path, capsys):
+    problems, samples, out = _files(tmp_path, samples=[])
+    samples.write_text("\n\n")
+    assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out)]) == 2
+    assert "holds no samples" in capsys.readouterr().err
+    samples.write_text("".join(json.dumps({"question_id": f"37{i}", "code": "print(1)"}) + "\n" for i in range(7)))
+    assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "wrong problem set?" in err and "'370'" in err and "'add'" in err
+    assert err.count("\n") == 1 and not out.exists()  # one line, nothing written
+
+
+def test_bad_public_test_cases_names_the_field(tmp_path, capsys):
+    rows = _lcb_rows()
+    rows[1]["public_test_cases"] = "[{'input': '1 2'}]"  # Python repr, not JSON
+    problems = tmp_path / "p.jsonl"
+    problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = tmp_path / "s.jsonl"
+    s.write_text(json.dumps({"question_id": "add", "code": "print(3)"}) + "\n")
+    assert main(["--problems", str(problems), "--samples", str(s)]) == 2
+    err = capsys.readouterr().err
+    assert "public_test_cases is not JSON" in err and "'avg'" in err and ":2" in err

@@ -12,32 +12,45 @@ instead carry a list: ``completions``/``output_list`` (texts) or ``code_list`` (
 as LiveCodeBench's own generation files do; a ``.json`` file holding a list of such rows (the layout its
 runner writes) is read too. An empty program counts as no code.
 
-Per sample, one row goes to ``--out``; re-running with the same ``--out`` skips the samples already judged
-(matched by content, so rows added to or edited in the samples file are judged and the rest are not; two
-identical rows stay two samples) and survives a truncated last line. A bad row (invalid JSON, unknown problem id, no completion) is reported with its line
-number and counted as an error; it never passes and never stops the run. Exit status: 0 after a run
-(whatever the verdicts), 2 for usage errors (bad flags, unreadable problem file), 1 when the judge cannot
-start on this host, 130 when interrupted (rerun to resume).
+Per sample, one row goes to ``--out`` as soon as it is judged, so an interrupted run loses only the
+samples in flight. Re-running with the same ``--out`` resumes: a stored verdict is reused only when the
+sample (matched by content: rows added or edited are judged, two identical rows stay two samples), its
+problem (tests, entry point, statement), the judge settings (``--time-limit``, ``--memory-limit``,
+``--max-tests``, ``--all-tests``, ``--humaneval-mode``, the package version) and the compare modes are all
+the same; any other sample is judged again and the reason is printed. A bad row (invalid JSON, unknown
+problem id, no completion) is reported with its line number and counted as an error; it never passes and
+never stops the run. A completion that holds code which does not parse is judged (CE, with the error in the
+row's ``message``); "no code" (NO_CODE) is kept for text with no program in it, with the reason in ``reason``.
+
+pass@k is printed and written as a fraction in [0, 1], as the trainer reports it.
+
+Exit status: 0 after a run (whatever the verdicts); 2 for usage errors (bad flags, an unreadable or empty
+problem or samples file, samples none of whose problem ids is in the problem set); 1 when the judge cannot
+start on this host; 130 when interrupted (rerun the same command to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from microcoder_fast.data.passk import summarize
+from microcoder_fast.data.samples import (
+    ResultStore,
+    Sample,
+    SamplesError,
+    judge_settings,
+    problem_fingerprint,
+    read_samples,
+    sample_program,
+)
 from microcoder_fast.executor.compare.registry import MODES as COMPARE_MODES
-
-_ID_KEYS = ("question_id", "task_id", "id", "problem_id")
-_CHUNK = 256  # samples per judged batch; rows are appended to --out after each batch
 
 
 class UsageError(Exception):
@@ -46,17 +59,6 @@ class UsageError(Exception):
 
 class JudgeUnavailable(Exception):
     """The sandboxed executor could not start on this host; exits with status 1 (nothing was scored)."""
-
-
-@dataclass
-class Sample:
-    key: str  # content hash + occurrence (+ ":<index>" in list rows): identifies the sample across runs
-    line: int
-    index: int | None
-    problem_id: str | None
-    text: str | None
-    is_code: bool
-    error: str | None = None
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -141,136 +143,34 @@ def _load_problems(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"cannot load problems: {e}") from e
 
 
-def _content_hash(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-
-
-def _raw_rows(path: Path) -> Iterator[tuple[int, str, Any, str | None]]:
-    """(line or entry number, row text, parsed row, JSON error) for a JSONL file or a ``.json`` list (the
-    layout LiveCodeBench's runner writes)."""
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UsageError(f"{path} is not valid JSON ({e}); give a JSONL file or a JSON list of rows") from e
-        if not isinstance(data, list):
-            raise UsageError(f"{path}: a .json samples file must hold a list of rows")
-        for i, row in enumerate(data, 1):
-            yield i, json.dumps(row, sort_keys=True), row, None
-        return
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield n, line.rstrip("\n"), json.loads(line), None
-            except json.JSONDecodeError as e:
-                yield n, line.rstrip("\n"), None, f"invalid JSON ({e.msg} at column {e.colno})"
-
-
-def _read_samples(path: Path) -> Iterator[Sample]:
-    if not path.exists():
-        raise UsageError(f"no such samples file: {path}")
-    occurrences: Counter[str] = Counter()
-    for n, text, row, json_error in _raw_rows(path):
-        content = _content_hash(text)
-        h = f"{content}.{occurrences[content]}"  # identical rows (same completion twice) stay distinct
-        occurrences[content] += 1
-        if json_error is not None:
-            yield Sample(h, n, None, None, None, False, json_error)
-            continue
-        if not isinstance(row, dict):
-            yield Sample(h, n, None, None, None, False, "a sample row must be a JSON object")
-            continue
-        pid = next((row[k] for k in _ID_KEYS if row.get(k) not in (None, "")), None)
-        pid = None if pid is None else str(pid)
-        if pid is None:
-            yield Sample(h, n, None, None, None, False,
-                         f"no problem id (one of {', '.join(_ID_KEYS)})")
-            continue
-        many = [(k, row[k]) for k in ("code_list", "completions", "output_list") if isinstance(row.get(k), list)]
-        if many:
-            key_name, items = many[0]
-            for i, item in enumerate(items):
-                if not isinstance(item, str):
-                    yield Sample(f"{h}:{i}", n, i, pid, None, False, f"{key_name}[{i}] is not a string")
-                else:
-                    yield Sample(f"{h}:{i}", n, i, pid, item, key_name == "code_list")
-            continue
-        if isinstance(row.get("code"), str):
-            yield Sample(h, n, None, pid, row["code"], True)
-        elif isinstance(row.get("completion"), str):
-            yield Sample(h, n, None, pid, row["completion"], False)
-        else:
-            yield Sample(h, n, None, pid, None, False,
-                         "no 'completion' or 'code' string (nor code_list/completions/output_list)")
-
-
-def _read_done(out: Path) -> dict[str, dict[str, Any]]:
-    """Rows already in --out, by key (the last row wins). A truncated last line is cut off the file."""
-    done: dict[str, dict[str, Any]] = {}
-    if not out.exists():
-        return done
-    with open(out, "rb") as fh:
-        data = fh.read()
-    good_end = data.rfind(b"\n") + 1
-    if good_end < len(data):  # a partial last line from an interrupted run: drop it
-        with open(out, "r+b") as fh:
-            fh.truncate(good_end)
-        print(f"microcoder-eval: {out}: dropped a truncated last line from an interrupted run", file=sys.stderr)
-    for line in data[:good_end].decode("utf-8", errors="surrogateescape").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and isinstance(row.get("key"), str):
-            done[row["key"]] = row
-    return done
-
-
-def _program(sample: Sample, problem: Any) -> tuple[str | None, str]:
-    """(program or None when no code was found, how it was obtained)."""
-    from microcoder_fast.data.extract import extract_code
-    from microcoder_fast.data.humaneval import humaneval_program
-
-    assert sample.text is not None
-    if sample.is_code and not sample.text.strip():
-        return None, "empty program"
-    if problem.source == "humaneval":
-        code = humaneval_program(problem, sample.text, extracted=sample.is_code)
-        return code, ("given code" if sample.is_code else "humaneval completion")
-    if sample.is_code:
-        return sample.text, "given code"
-    ex = extract_code(sample.text)
-    return ex.code, ex.reason
-
-
-def _judge(
-    executors: dict[str, Any], jobs: list[tuple[Sample, Any, str, str]], problems_exec: dict[str, Any],
-    args: argparse.Namespace, bar: Any,
-) -> dict[str, dict[str, Any]]:
-    """Judge (sample, problem, program, how) jobs in every requested mode: ``{sample.key: {mode: result}}``."""
-    out: dict[str, dict[str, Any]] = defaultdict(dict)
+def _judge(executors: dict[str, Any], jobs: list[tuple[Sample, Any, str, str]], problems_exec: dict[str, Any],
+           args: argparse.Namespace, bar: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Judge (sample, problem, program, how) jobs; yield ``(job index, {mode: result})`` as each sample's
+    results are complete."""
+    items = [(prog, problems_exec[s.problem_id]) for s, _, prog, _ in jobs]
+    pending: dict[int, dict[str, Any]] = {}
     for mode in args.modes:
-        items = [(prog, problems_exec[s.problem_id]) for s, _, prog, _ in jobs]
         for r in executors[mode].judge_iter(items, stop_on_first_failure=not args.all_tests):
-            out[jobs[r.index][0].key][mode] = r
+            got = pending.setdefault(r.index, {})
+            got[mode] = r
             if bar is not None:
                 bar.update(1)
-    return out
+            if len(got) == len(args.modes):
+                yield r.index, pending.pop(r.index)
+
+
+def _base_row(sample: Sample, problem: Any, status: str) -> dict[str, Any]:
+    return {"key": sample.key, "line": sample.line, "index": sample.index, "problem_id": sample.problem_id,
+            "status": status, "platform": getattr(problem, "platform", None),
+            "difficulty": getattr(problem, "difficulty", None)}
 
 
 def _result_row(sample: Sample, problem: Any, how: str, results: dict[str, Any], modes: list[str]) -> dict[str, Any]:
-    row: dict[str, Any] = {"key": sample.key, "line": sample.line, "index": sample.index,
-                           "problem_id": sample.problem_id, "status": "judged", "extraction": how,
-                           "platform": problem.platform, "difficulty": problem.difficulty,
-                           "verdicts": {}, "tests_passed": {}, "tests_total": None}
+    row = _base_row(sample, problem, "judged")
+    row.update({"extraction": how, "verdicts": {}, "tests_passed": {}, "tests_total": None})
     for m in modes:
         r = results[m]
-        verdict = getattr(r.verdict, "value", str(r.verdict))
-        row["verdicts"][m] = str(verdict)
+        row["verdicts"][m] = str(getattr(r.verdict, "value", r.verdict))
         row["tests_passed"][m] = int(r.passed)
         row["tests_total"] = int(r.total)
         if m == modes[0] and getattr(r, "message", None):
@@ -280,77 +180,25 @@ def _result_row(sample: Sample, problem: Any, how: str, results: dict[str, Any],
 
 
 def _no_code_row(sample: Sample, problem: Any, how: str, modes: list[str]) -> dict[str, Any]:
-    return {"key": sample.key, "line": sample.line, "index": sample.index, "problem_id": sample.problem_id,
-            "status": "no_code", "extraction": how, "platform": problem.platform,
-            "difficulty": problem.difficulty, "verdicts": dict.fromkeys(modes, "NO_CODE"), "passed": False}
+    row = _base_row(sample, problem, "no_code")
+    row.update({"extraction": how, "reason": how, "verdicts": dict.fromkeys(modes, "NO_CODE"), "passed": False})
+    return row
 
 
 def _error_row(sample: Sample, modes: list[str], problem: Any = None) -> dict[str, Any]:
-    return {"key": sample.key, "line": sample.line, "index": sample.index, "problem_id": sample.problem_id,
-            "status": "error", "error": sample.error, "platform": getattr(problem, "platform", None),
-            "difficulty": getattr(problem, "difficulty", None), "verdicts": dict.fromkeys(modes, "ERROR"),
-            "passed": False}
+    row = _base_row(sample, problem, "error")
+    row.update({"error": sample.error, "verdicts": dict.fromkeys(modes, "ERROR"), "passed": False})
+    return row
 
 
 def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}"
-
-
-def summarize(rows: Iterable[dict[str, Any]], modes: list[str], ks: list[int]) -> dict[str, Any]:
-    """pass@k per mode overall / by platform / by difficulty, verdict histograms, errors, disagreements."""
-    from microcoder_fast.data.passk import mean_pass_at_k
-
-    rows = list(rows)
-    summary: dict[str, Any] = {"samples": len(rows), "modes": {}, "errors": [], "disagreements": []}
-    for r in rows:
-        if r["status"] == "error":
-            summary["errors"].append({"line": r["line"], "index": r.get("index"), "error": r.get("error")})
-    attributable = [r for r in rows if r.get("problem_id") is not None and not r.get("unknown_problem")]
-    for m in modes:
-        per_problem: dict[str, list[int]] = {}
-        meta: dict[str, tuple[Any, Any]] = {}
-        hist: Counter[str] = Counter()
-        for r in rows:
-            hist[r["verdicts"].get(m, "NOT_JUDGED")] += 1
-        for r in attributable:
-            pid = r["problem_id"]
-            c = per_problem.setdefault(pid, [0, 0])
-            c[0] += 1
-            c[1] += r["verdicts"].get(m) == "AC"
-            meta[pid] = (r.get("platform"), r.get("difficulty"))
-
-        def table(select: Any, _pp: dict[str, list[int]] = per_problem, _meta: dict = meta) -> dict[str, Any]:
-            groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
-            for pid, (n, c) in _pp.items():
-                groups[str(select(_meta[pid]))].append((n, c))
-            out: dict[str, Any] = {}
-            for g, counts in sorted(groups.items()):
-                out[g] = {"problems": len(counts)}
-                for k in ks:
-                    v, used = mean_pass_at_k(counts, k)
-                    out[g][f"pass@{k}"] = v
-                    out[g][f"pass@{k}_problems"] = used
-            return out
-
-        summary["modes"][m] = {
-            "overall": table(lambda _: "all")["all"] if per_problem else {"problems": 0},
-            "by_platform": table(lambda md: md[0]),
-            "by_difficulty": table(lambda md: md[1]),
-            "verdicts": dict(hist.most_common()),
-        }
-    if len(modes) > 1:
-        for r in rows:
-            vs = [r["verdicts"].get(m) for m in modes]
-            if r["status"] == "judged" and len(set(vs)) > 1:
-                summary["disagreements"].append({"line": r["line"], "index": r.get("index"),
-                                                 "problem_id": r["problem_id"], "verdicts": r["verdicts"]})
-    return summary
+    return "-" if x is None else f"{x:.3f}"
 
 
 def print_summary(summary: dict[str, Any], modes: list[str], ks: list[int], file: Any = None) -> None:  # noqa: ANN401
     file = file or sys.stdout
     w = lambda s="": print(s, file=file)
-    w(f"samples: {summary['samples']}   errors: {len(summary['errors'])}")
+    w(f"samples: {summary['samples']}   errors: {len(summary['errors'])}   pass@k: fraction of problems, 0 to 1")
     for m in modes:
         s = summary["modes"][m]
         w()
@@ -396,28 +244,55 @@ def print_summary(summary: dict[str, Any], modes: list[str], ks: list[int], file
             w(f"  ... and {len(d) - 50} more")
 
 
+def _wrong_problem_set(samples: list[Sample], problems: dict[str, Any]) -> str | None:
+    """A message when no sample's problem id is in the problem set (the samples are for other problems)."""
+    ids = [s.problem_id for s in samples if s.problem_id is not None]
+    if not ids or any(i in problems for i in ids):
+        return None
+    theirs = ", ".join(repr(i) for i in list(dict.fromkeys(ids))[:3])
+    ours = ", ".join(repr(i) for i in list(problems)[:3])
+    return (f"none of the {len(ids)} samples' problem ids ({theirs}, ...) is in the problem set ({ours}, ...): "
+            "wrong problem set? Pass the problems the samples were generated for (--problems FILE or --humaneval)")
+
+
 def run(args: argparse.Namespace) -> int:
     problems = _load_problems(args)
-    samples = list(_read_samples(args.samples))
-    done = _read_done(args.out)
-    current_keys = {s.key for s in samples}
+    try:
+        samples = read_samples(args.samples)
+    except SamplesError as e:
+        raise UsageError(str(e)) from None
+    wrong = _wrong_problem_set(samples, problems)
+    if wrong:
+        raise UsageError(wrong)
+    settings = judge_settings(time_limit_s=args.time_limit, memory_limit_mb=args.memory_limit,
+                              max_tests=args.max_tests, all_tests=args.all_tests,
+                              problem_set=f"humaneval:{args.humaneval_mode}" if args.humaneval else "problems-file")
+    store = ResultStore(args.out, settings, args.modes)
+    if store.dropped_partial_line:
+        print(f"microcoder-eval: {args.out}: dropped a truncated last line from an interrupted run", file=sys.stderr)
+    fingerprints: dict[str, str] = {}
 
-    def complete(row: dict[str, Any] | None) -> bool:
-        """Judged before in every requested mode, against a problem set that still agrees on its id."""
-        if row is None or not all(m in row.get("verdicts", {}) for m in args.modes):
-            return False
-        if any(row["verdicts"][m] == "IE" for m in args.modes):
-            return False  # a judge failure is retried, never kept as the sample's verdict
-        pid = row.get("problem_id")
-        if pid is None:
-            return True
-        return (pid in problems) != bool(row.get("unknown_problem"))
+    def fingerprint(pid: str | None) -> str | None:
+        if pid is None or pid not in problems:
+            return None
+        if pid not in fingerprints:
+            fingerprints[pid] = problem_fingerprint(problems[pid], args.max_tests)
+        return fingerprints[pid]
 
-    pending = [s for s in samples if not complete(done.get(s.key))]
+    pending: list[Sample] = []
+    stale: dict[str, int] = {}
+    for s in samples:
+        reason = store.stale_reason(store.rows.get(s.key), fingerprint(s.problem_id), s.problem_id in problems)
+        if reason is not None:
+            pending.append(s)
+            if reason != "new":
+                stale[reason] = stale.get(reason, 0) + 1
     skipped = len(samples) - len(pending)
     if skipped:
-        print(f"microcoder-eval: resuming: {skipped} of {len(samples)} samples already judged in {args.out}",
-              file=sys.stderr)
+        print(f"microcoder-eval: resuming: {skipped} of {len(samples)} samples already judged with these settings "
+              f"in {args.out}", file=sys.stderr)
+    for reason, n in stale.items():
+        print(f"microcoder-eval: judging {n} sample(s) in {args.out} again: {reason}", file=sys.stderr)
 
     new_rows: list[dict[str, Any]] = []
     jobs: list[tuple[Sample, Any, str, str]] = []
@@ -428,26 +303,28 @@ def run(args: argparse.Namespace) -> int:
             row["unknown_problem"] = True
             new_rows.append(row)
             continue
+        p = problems.get(s.problem_id) if s.problem_id else None
         if s.error is not None:
-            p = problems.get(s.problem_id) if s.problem_id else None
             new_rows.append(_error_row(s, args.modes, p))
             continue
-        p = problems[s.problem_id]
-        prog, how = _program(s, p)
+        prog, how = sample_program(s, p)
         if prog is None:
             new_rows.append(_no_code_row(s, p, how, args.modes))
         else:
             jobs.append((s, p, prog, how))
+    unknown = 0
     for row in new_rows:
         if row["status"] == "error":
+            unknown += bool(row.get("unknown_problem"))
             print(f"microcoder-eval: line {row['line']}: {row['error']}", file=sys.stderr)
+    if unknown:
+        print(f"microcoder-eval: {unknown} sample(s) name problems that are not in the problem set (filtered out "
+              "by --release/--platform/dates, or a wrong problem set?); they count as failures", file=sys.stderr)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     interrupted = False
-    with open(args.out, "a", encoding="utf-8", errors="surrogateescape") as fh:
+    with store:
         for row in new_rows:
-            fh.write(json.dumps(row) + "\n")
-        fh.flush()
+            store.append(store.stamp(row, fingerprint(row.get("problem_id"))))
         if jobs:
             problems_exec: dict[str, Any] = {}
             for _, p, _, _ in jobs:
@@ -471,23 +348,21 @@ def run(args: argparse.Namespace) -> int:
                         }
                     except (OSError, RuntimeError, ImportError) as e:
                         raise JudgeUnavailable(str(e)) from e
-                    for start in range(0, len(jobs), _CHUNK):
-                        chunk = jobs[start:start + _CHUNK]
-                        results = _judge(executors, chunk, problems_exec, args, bar)
-                        for s, p, _, how in chunk:
-                            fh.write(json.dumps(_result_row(s, p, how, results[s.key], args.modes)) + "\n")
-                        fh.flush()
+                    for i, results in _judge(executors, jobs, problems_exec, args, bar):
+                        s, p, _, how = jobs[i]
+                        row = _result_row(s, p, how, results, args.modes)
+                        store.append(store.stamp(row, fingerprint(s.problem_id)))
             except KeyboardInterrupt:
                 interrupted = True
             finally:
                 if bar is not None:
                     bar.close()
     if interrupted:
-        print(f"microcoder-eval: interrupted; rerun the same command to resume from {args.out}", file=sys.stderr)
+        print(f"microcoder-eval: interrupted; the verdicts so far are in {args.out}; rerun the same command to "
+              "judge the rest", file=sys.stderr)
         return 130
 
-    rows_by_key = _read_done(args.out)
-    rows = [rows_by_key[k] for k in (s.key for s in samples) if k in rows_by_key and k in current_keys]
+    rows = [store.rows[s.key] for s in samples if s.key in store.rows]
     summary = summarize(rows, args.modes, args.ks)
     summary["problems"] = len(problems)
     summary["problems_without_samples"] = len(set(problems) - {r["problem_id"] for r in rows})

@@ -80,12 +80,20 @@ def _blocks(text: str) -> list[_Block]:
     return blocks
 
 
-def _parses(code: str) -> bool:
+def syntax_error(code: str) -> str | None:
+    """Why ``code`` does not parse as Python (``"SyntaxError: ... (line N)"``), or ``None`` when it parses."""
     try:
         ast.parse(code)
-    except (SyntaxError, ValueError):  # ValueError: null bytes
-        return False
-    return True
+    except SyntaxError as e:
+        return f"{type(e).__name__}: {e.msg} (line {e.lineno})"
+    except ValueError as e:  # null bytes
+        return f"ValueError: {e}"
+    return None
+
+
+def parses(code: str) -> bool:
+    """Whether ``code`` parses as Python (the one copy; `data.humaneval` uses it too)."""
+    return syntax_error(code) is None
 
 
 def _looks_like_program(code: str) -> bool:
@@ -113,7 +121,7 @@ def extract_code(text: str) -> Extraction:
             if not last.text.strip():
                 return Extraction(None, "no_code", "the last python code block is empty")
             return Extraction(last.text, "ok", f"last closed ```{last.tag or ''} block of {len(py_blocks)}")
-        if last.text.strip() and _parses(last.text):
+        if last.text.strip() and parses(last.text):
             return Extraction(last.text, "ok", "final code block is unclosed (truncated?) but parses")
         if closed:
             b = closed[-1]

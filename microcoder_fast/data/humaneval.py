@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from microcoder_fast.data.extract import extract_code
+from microcoder_fast.data.extract import extract_code, parses
 from microcoder_fast.data.problem import CodeProblem, TestPair
 
 RECORDED_PATH = Path(__file__).with_name("humaneval_tests.json.gz")
@@ -200,14 +200,6 @@ def _defines_top_level(code: str, name: str) -> bool:
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
 
 
-def _parses(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return True
-
-
 def humaneval_program(problem: CodeProblem, completion: str, extracted: bool = False) -> str | None:
     """The program to judge for a HumanEval call-mode sample, or ``None`` when no code can be found.
 
@@ -228,7 +220,7 @@ def humaneval_program(problem: CodeProblem, completion: str, extracted: bool = F
     ex = extract_code(completion)
     if ex.ok and ex.code is not None and _defines_top_level(ex.code, entry):
         return prompt + "\n\n" + ex.code
-    if _parses(prompt + completion):
+    if parses(prompt + completion):
         return prompt + completion
     if ex.ok and ex.code is not None:
         return prompt + "\n\n" + ex.code

@@ -113,7 +113,7 @@ def decode_private_tests(blob: Any) -> list[dict[str, Any]]:
     stripped = blob.lstrip()
     if stripped[:1] in "[{":
         try:
-            return _as_test_list(json.loads(blob))
+            return _as_test_list(json.loads(blob), "private_test_cases")
         except json.JSONDecodeError as e:
             raise ValueError(f"private_test_cases looks like JSON but does not parse: {e}") from e
     try:
@@ -138,14 +138,14 @@ def decode_private_tests(blob: Any) -> list[dict[str, Any]]:
     if not isinstance(obj, str):
         raise UnsafePickleError(f"the pickle holds a {type(obj).__name__}; only a JSON string is accepted")
     try:
-        return _as_test_list(json.loads(obj))
+        return _as_test_list(json.loads(obj), "private_test_cases")
     except json.JSONDecodeError as e:
         raise ValueError(f"the unpickled private tests are not JSON: {e}") from e
 
 
-def _as_test_list(obj: Any) -> list[dict[str, Any]]:
+def _as_test_list(obj: Any, what: str = "tests") -> list[dict[str, Any]]:
     if not isinstance(obj, list):
-        raise ValueError(f"tests must be a JSON list of {{input, output, testtype}}, got {type(obj).__name__}")
+        raise ValueError(f"{what} must be a JSON list of {{input, output, testtype}}, got {type(obj).__name__}")
     return obj
 
 
@@ -192,8 +192,12 @@ def parse_lcb_row(row: dict[str, Any], where: str = "row") -> CodeProblem:
         raise ValueError(f"{where}: missing question_id")
     try:
         public_raw = row.get("public_test_cases", "[]")
-        public_raw = public_raw if isinstance(public_raw, list) else json.loads(public_raw or "[]")
-        public, ptypes = _tests(_as_test_list(public_raw), "public_test_cases")
+        try:
+            public_raw = public_raw if isinstance(public_raw, list) else json.loads(public_raw or "[]")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"public_test_cases is not JSON ({e}); it must be a JSON list of "
+                             "{input, output, testtype}") from None
+        public, ptypes = _tests(_as_test_list(public_raw, "public_test_cases"), "public_test_cases")
         private, qtypes = _tests(decode_private_tests(row.get("private_test_cases", "")), "private_test_cases")
         meta_raw = row.get("metadata") or {}
         metadata = dict(meta_raw if isinstance(meta_raw, dict) else json.loads(meta_raw))

@@ -1,9 +1,15 @@
 """The unbiased pass@k estimator (Chen et al., 2021): with n samples of which c are correct,
-pass@k = 1 - C(n - c, k) / C(n, k), the chance that k samples drawn without replacement hold a correct one."""
+pass@k = 1 - C(n - c, k) / C(n, k), the chance that k samples drawn without replacement hold a correct one;
+and `summarize`, pass@k over judged sample rows (overall, by platform, by difficulty, per compare mode).
+
+pass@k is a fraction in [0, 1] everywhere in the package (the trainer's pass@1 too). Imports nothing heavy.
+"""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -36,3 +42,52 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], k: int) -> tuple[float | N
     if not vals:
         return None, 0
     return sum(vals) / len(vals), len(vals)
+
+
+def summarize(rows: Iterable[dict[str, Any]], modes: list[str], ks: list[int]) -> dict[str, Any]:
+    """pass@k (fractions) per compare mode, overall / by platform / by difficulty, verdict histograms, errors
+    and the samples whose verdicts differ between modes, from per-sample rows as ``microcoder-eval`` writes
+    them (``problem_id``, ``status``, ``verdicts``: {mode: verdict}, ``platform``, ``difficulty``)."""
+    rows = list(rows)
+    summary: dict[str, Any] = {"samples": len(rows), "pass_at_k_unit": "fraction", "modes": {}, "errors": [],
+                               "disagreements": []}
+    for r in rows:
+        if r["status"] == "error":
+            summary["errors"].append({"line": r["line"], "index": r.get("index"), "error": r.get("error")})
+    attributable = [r for r in rows if r.get("problem_id") is not None and not r.get("unknown_problem")]
+    for m in modes:
+        per_problem: dict[str, list[int]] = {}
+        meta: dict[str, tuple[Any, Any]] = {}
+        hist: Counter[str] = Counter(r["verdicts"].get(m, "NOT_JUDGED") for r in rows)
+        for r in attributable:
+            c = per_problem.setdefault(r["problem_id"], [0, 0])
+            c[0] += 1
+            c[1] += r["verdicts"].get(m) == "AC"
+            meta[r["problem_id"]] = (r.get("platform"), r.get("difficulty"))
+
+        def table(select: Any, _pp: dict[str, list[int]] = per_problem, _meta: dict = meta) -> dict[str, Any]:
+            groups: dict[str, list[tuple[int, int]]] = defaultdict(list)
+            for pid, (n, c) in _pp.items():
+                groups[str(select(_meta[pid]))].append((n, c))
+            out: dict[str, Any] = {}
+            for g, counts in sorted(groups.items()):
+                out[g] = {"problems": len(counts)}
+                for k in ks:
+                    v, used = mean_pass_at_k(counts, k)
+                    out[g][f"pass@{k}"] = v
+                    out[g][f"pass@{k}_problems"] = used
+            return out
+
+        summary["modes"][m] = {
+            "overall": table(lambda _: "all")["all"] if per_problem else {"problems": 0},
+            "by_platform": table(lambda md: md[0]),
+            "by_difficulty": table(lambda md: md[1]),
+            "verdicts": dict(hist.most_common()),
+        }
+    if len(modes) > 1:
+        for r in rows:
+            vs = [r["verdicts"].get(m) for m in modes]
+            if r["status"] == "judged" and len(set(vs)) > 1:
+                summary["disagreements"].append({"line": r["line"], "index": r.get("index"),
+                                                 "problem_id": r["problem_id"], "verdicts": r["verdicts"]})
+    return summary
