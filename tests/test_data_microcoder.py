@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 
-from microcoder_fast.data import CodeProblem, TestPair, filter_by_pass_rate, load_microcoder, save_microcoder
+from microcoder_fast.data import CodeProblem, TestCase, filter_by_pass_rate, load_microcoder, save_microcoder
 from microcoder_fast.data.microcoder import load_pass_rates, load_problems
 
 
@@ -38,7 +38,7 @@ def test_load_stdin_and_call_rows(tmp_path):
     a, b = ps
     assert a.mode == "stdin" and [t.input for t in a.tests()] == ["0\n", "1\n", "2\n", "3\n"]
     assert a.difficulty == "hard" and a.source == "codeforces" and a.metadata["num_tests_total"] == 4
-    assert b.fn_name == "add" and b.tests()[1] == TestPair("1\n2", "3")
+    assert b.fn_name == "add" and b.tests()[1] == TestCase("1\n2", "3")
 
 
 def test_bad_rows_are_reported_with_line_numbers_and_skipped(tmp_path):
@@ -100,11 +100,11 @@ def test_code_problem_validation():
     with pytest.raises(ValueError, match="id"):
         CodeProblem(id="", question="q")
     with pytest.raises(TypeError, match="json.dumps"):
-        TestPair([1, 2], "3")  # type: ignore[arg-type]
+        TestCase([1, 2], "3")  # type: ignore[arg-type]
     p = CodeProblem(id="d", question="q", fn_name="", contest_date="2024-05-01")  # type: ignore[arg-type]
     assert p.fn_name is None
     q = CodeProblem.from_dict(CodeProblem(id="r", question="q", public_tests=[("1", "2")], fn_name="f").to_dict())
-    assert q.public_tests == [TestPair("1", "2")] and q.fn_name == "f"
+    assert q.public_tests == [TestCase("1", "2")] and q.fn_name == "f"
 
 
 def test_save_load_round_trip(tmp_path):

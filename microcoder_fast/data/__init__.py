@@ -3,7 +3,7 @@ embedded tiny problem set.
 
 Every loader returns ``list[CodeProblem]``; ``CodeProblem.to_problem()`` gives the executor's ``Problem``.
 Names are imported lazily, so ``import microcoder_fast.data`` pulls in neither torch, transformers nor the
-executor.
+executor's workers (problems use only its plain types, ``microcoder_fast.executor.types``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "CodeProblem": "problem",
-    "TestPair": "problem",
+    "TestCase": "problem",  # the executor's TestCase (microcoder_fast.executor.types)
     "index_by_id": "problem",
     "load_lcb": "lcb",
     "parse_lcb_row": "lcb",

@@ -32,7 +32,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from microcoder_fast.data.problem import CodeProblem, TestPair
+from microcoder_fast.data.problem import CodeProblem
+from microcoder_fast.executor.types import TestCase
 
 TESTS_PER_PROBLEM = 4
 NEW_STATEMENT_PER_OPERATION = 3
@@ -191,9 +192,9 @@ def _problem(fmt: _Format, op: _Operation, story: int = 0, kind: str | None = No
     tests = []
     for x, n in cases:
         if fmt.fn_name is None:
-            tests.append(TestPair(str(x), f"{op.fn(n)}\n"))
+            tests.append(TestCase(str(x), f"{op.fn(n)}\n"))
         else:  # LiveCodeBench functional encoding: one JSON value per argument line
-            tests.append(TestPair("\n".join(json.dumps(a) for a in x), json.dumps(op.fn(n))))  # type: ignore[union-attr]
+            tests.append(TestCase("\n".join(json.dumps(a) for a in x), json.dumps(op.fn(n))))  # type: ignore[union-attr]
     if fmt.fn_name is None:
         question = f"{STORIES[story]} {fmt.sentence} Print {op.words}."
         solution = f"{fmt.reading}print({op.expr})"

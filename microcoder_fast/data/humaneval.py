@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from microcoder_fast.data.extract import extract_code, parses
-from microcoder_fast.data.problem import CodeProblem, TestPair
+from microcoder_fast.data.problem import CodeProblem
+from microcoder_fast.executor.types import TestCase
 
 RECORDED_PATH = Path(__file__).with_name("humaneval_tests.json.gz")
 
@@ -170,7 +171,7 @@ def load_humaneval(mode: str = "call") -> list[CodeProblem]:
             raise ValueError(f"{tid} is missing from {RECORDED_PATH}; regenerate the recording")
         rec = recorded[tid]
         if mode == "call":
-            tests = [TestPair("\n".join(lines), out) for lines, out in rec["tests"]]
+            tests = [TestCase("\n".join(lines), out) for lines, out in rec["tests"]]
             problem = CodeProblem(
                 id=tid, question=f"Implement the Python function `{entry}` in the starter code so that it does "
                 "what its docstring describes.", starter_code=task["prompt"], fn_name=entry,
@@ -180,7 +181,7 @@ def load_humaneval(mode: str = "call") -> list[CodeProblem]:
                           "skipped_calls": rec["skipped"]},
             )
         else:
-            tests = [TestPair("".join(line + "\n" for line in lines), out + "\n") for lines, out in rec["tests"]]
+            tests = [TestCase("".join(line + "\n" for line in lines), out + "\n") for lines, out in rec["tests"]]
             problem = CodeProblem(
                 id=tid, question=stdin_question(task), starter_code="", fn_name=None,
                 private_tests=tests, source="humaneval", platform="humaneval",

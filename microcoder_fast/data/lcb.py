@@ -48,7 +48,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from microcoder_fast.data.problem import CodeProblem, TestPair
+from microcoder_fast.data.problem import CodeProblem
+from microcoder_fast.executor.types import TestCase
 
 RELEASE_WINDOWS: dict[str, tuple[_dt.date | None, _dt.date | None]] = {
     "v1": (_dt.date(2023, 5, 1), _dt.date(2024, 3, 31)),
@@ -165,8 +166,8 @@ def _parse_date(value: Any) -> _dt.date | None:
         raise ValueError(f"contest_date {value!r} is not an ISO date (YYYY-MM-DD...)") from e
 
 
-def _tests(raw: list[dict[str, Any]], what: str) -> tuple[list[TestPair], set[str]]:
-    out: list[TestPair] = []
+def _tests(raw: list[dict[str, Any]], what: str) -> tuple[list[TestCase], set[str]]:
+    out: list[TestCase] = []
     types: set[str] = set()
     for i, t in enumerate(raw):
         if not isinstance(t, dict) or "input" not in t or "output" not in t:
@@ -176,7 +177,7 @@ def _tests(raw: list[dict[str, Any]], what: str) -> tuple[list[TestPair], set[st
             inp = json.dumps(inp)
         if not isinstance(outp, str):
             outp = json.dumps(outp)
-        out.append(TestPair(inp, outp))
+        out.append(TestCase(inp, outp))
         if t.get("testtype"):
             types.add(str(t["testtype"]).lower())
     return out, types

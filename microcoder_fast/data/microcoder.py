@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from microcoder_fast.data.lcb import _parse_date, iter_jsonl, load_lcb
-from microcoder_fast.data.problem import CodeProblem, TestPair, spread_indices
+from microcoder_fast.data.problem import CodeProblem, spread_indices
+from microcoder_fast.executor.types import TestCase
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ def _call_input(value: Any) -> str:
     raise TypeError(f"a call-mode input must be a string or a list of arguments, got {type(value).__name__}")
 
 
-def _row_tests(tests: Any, fn_name: str | None) -> list[TestPair]:
+def _row_tests(tests: Any, fn_name: str | None) -> list[TestCase]:
     if not isinstance(tests, Mapping):
         raise ValueError("'tests' must be an object with 'inputs' and 'outputs' lists")
     inputs, outputs = tests.get("inputs"), tests.get("outputs")
@@ -66,15 +67,15 @@ def _row_tests(tests: Any, fn_name: str | None) -> list[TestPair]:
         raise ValueError("'tests.inputs' and 'tests.outputs' must both be lists")
     if len(inputs) != len(outputs):
         raise ValueError(f"{len(inputs)} test inputs but {len(outputs)} outputs")
-    out: list[TestPair] = []
+    out: list[TestCase] = []
     for i, (inp, outp) in enumerate(zip(inputs, outputs)):
         if fn_name is None:
             if not isinstance(inp, str) or not isinstance(outp, str):
                 raise ValueError(f"stdin test {i}: input and output must be strings")
-            out.append(TestPair(inp, outp))
+            out.append(TestCase(inp, outp))
         else:
             try:
-                out.append(TestPair(_call_input(inp), outp if isinstance(outp, str) else json.dumps(outp)))
+                out.append(TestCase(_call_input(inp), outp if isinstance(outp, str) else json.dumps(outp)))
             except TypeError as e:
                 raise ValueError(f"call test {i}: {e}") from None
     return out

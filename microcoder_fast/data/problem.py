@@ -1,4 +1,4 @@
-"""The one problem type every loader returns: `CodeProblem`, with `TestPair` tests.
+"""The one problem type every loader returns: `CodeProblem`, whose tests are the executor's `TestCase`.
 
 A problem is either in *stdin mode* (``fn_name is None``: the program reads stdin and writes stdout; a test's
 ``input`` is fed to stdin and ``output`` is the expected stdout) or in *call mode* (``fn_name`` names the
@@ -14,42 +14,28 @@ import datetime as _dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # the executor is imported lazily so this module stays importable on its own
-    from microcoder_fast.executor import Problem
+# the executor's plain types only (stdlib, no threads); the Executor itself is never imported here
+from microcoder_fast.executor.types import TestCase
+
+if TYPE_CHECKING:
+    from microcoder_fast.executor.types import Problem
 
 
-@dataclasses.dataclass(frozen=True)
-class TestPair:
-    """One test: ``input`` (stdin text, or one JSON value per argument line) and expected ``output``."""
-
-    __test__ = False  # not a pytest test class, even when imported into a test module
-
-    input: str
-    output: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.input, str) or not isinstance(self.output, str):
-            raise TypeError(
-                f"TestPair input and output must be str, got {type(self.input).__name__} and "
-                f"{type(self.output).__name__}; serialise call-mode values with json.dumps first"
-            )
-
-
-def as_test_pair(test: Any) -> TestPair:
-    """Accept a `TestPair`, an executor `TestCase` (anything with ``.input``/``.output``), a 2-sequence or a
-    mapping with ``input``/``output`` keys."""
-    if isinstance(test, TestPair):
+def as_test_case(test: Any) -> TestCase:
+    """Accept a `TestCase` (or anything with ``.input``/``.output``), a 2-sequence or a mapping with
+    ``input``/``output`` keys."""
+    if isinstance(test, TestCase):
         return test
     if hasattr(test, "input") and hasattr(test, "output"):
-        return TestPair(test.input, test.output)
+        return TestCase(test.input, test.output)
     if isinstance(test, dict):
         try:
-            return TestPair(test["input"], test["output"])
+            return TestCase(test["input"], test["output"])
         except KeyError as e:
             raise ValueError(f"a test dict needs 'input' and 'output' keys, got {sorted(test)}") from e
     if isinstance(test, (tuple, list)) and len(test) == 2:
-        return TestPair(test[0], test[1])
-    raise TypeError(f"cannot make a test from {type(test).__name__}: give TestPair(input, output)")
+        return TestCase(test[0], test[1])
+    raise TypeError(f"cannot make a test from {type(test).__name__}: give TestCase(input, output)")
 
 
 def spread_indices(n: int, k: int) -> list[int]:
@@ -75,8 +61,8 @@ class CodeProblem:
     question: str
     starter_code: str = ""
     fn_name: str | None = None
-    public_tests: list[TestPair] = dataclasses.field(default_factory=list)
-    private_tests: list[TestPair] = dataclasses.field(default_factory=list)
+    public_tests: list[TestCase] = dataclasses.field(default_factory=list)
+    private_tests: list[TestCase] = dataclasses.field(default_factory=list)
     difficulty: str | None = None
     platform: str | None = None
     source: str | None = None
@@ -89,8 +75,8 @@ class CodeProblem:
             raise ValueError(f"CodeProblem.id must be a non-empty string, got {self.id!r}")
         if self.fn_name == "":
             self.fn_name = None
-        self.public_tests = [as_test_pair(t) for t in self.public_tests]
-        self.private_tests = [as_test_pair(t) for t in self.private_tests]
+        self.public_tests = [as_test_case(t) for t in self.public_tests]
+        self.private_tests = [as_test_case(t) for t in self.private_tests]
         if isinstance(self.contest_date, _dt.datetime):
             self.contest_date = self.contest_date.date()
 
@@ -103,7 +89,7 @@ class CodeProblem:
     def num_tests(self) -> int:
         return len(self.public_tests) + len(self.private_tests)
 
-    def tests(self, max_tests: int | None = None) -> list[TestPair]:
+    def tests(self, max_tests: int | None = None) -> list[TestCase]:
         """Public then private tests, capped at ``max_tests`` deterministically.
 
         Public tests come first (they are the examples in the statement); the private tests that fit are
@@ -121,13 +107,13 @@ class CodeProblem:
         return self.public_tests + [self.private_tests[i] for i in spread_indices(len(self.private_tests), room)]
 
     def to_problem(self, max_tests: int | None = None, time_limit_s: float | None = None) -> Problem:
-        """The executor's `Problem` for this problem (imports `microcoder_fast.executor`)."""
-        from microcoder_fast.executor import Problem, TestCase
+        """The executor's `Problem` for this problem."""
+        from microcoder_fast.executor.types import Problem
 
         tests = self.tests(max_tests)
         if not tests:
             raise ValueError(f"problem {self.id!r} has no tests; it cannot be judged (drop it or add tests)")
-        kwargs: dict[str, Any] = {"tests": [TestCase(input=t.input, output=t.output) for t in tests],
+        kwargs: dict[str, Any] = {"tests": tests,
                                   "fn_name": self.fn_name, "id": self.id}
         if time_limit_s is not None:
             kwargs["time_limit_s"] = time_limit_s
