@@ -16,13 +16,23 @@ def test_paper_defaults_are_the_dataclass_defaults():
     assert c.adv_std == "unbiased" and c.mask_predicate == "not_failed"
 
 
-def test_no_file_uses_embedded_preset_and_file_uses_none(tmp_path):
+def test_embedded_preset_unless_named_with_or_without_a_file(tmp_path):
     c = load_config(None, {})
     assert c.preset == "embedded" and c.train_data == "embedded" and c.sft_steps > 0
     f = tmp_path / "c.yaml"
     f.write_text("total_steps: 3\n")
+    c = load_config(f, {})  # a small YAML changes the demo run, not the scale
+    assert c.preset == "embedded" and c.train_batch_size == 16 and c.total_steps == 3
+    f.write_text("preset: none\ntotal_steps: 3\n")
     c = load_config(f, {})
     assert c.preset == "none" and c.train_batch_size == 64 and c.total_steps == 3
+    # a config that brings its own model or data must say which sizes it means
+    f.write_text("model: some/model\n")
+    with pytest.raises(ConfigError, match="model set but no preset named: add preset=none"):
+        load_config(f, {})
+    with pytest.raises(ConfigError, match="train_data set but no preset named"):
+        load_config(None, {"train_data": "x.jsonl"})
+    assert load_config(f, {"preset": "none"}).model == "some/model"
 
 
 def test_precedence_file_then_overrides(tmp_path):

@@ -21,7 +21,7 @@ def test_default_run_end_to_end(tmp_path, capsys):
     rc = main([f"run_dir={run}", "total_steps=6", "eval_every=3", "progress=false"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "held-out pass@1   before RL   after RL" in out
+    assert "held-out pass@1 (fraction)   before RL   after RL" in out
     assert "held-out pass@1 before RL: " in out and "held-out pass@1 after RL: " in out and "(sampling s.e.)" in out
     summary = json.loads((run / "summary.json").read_text())
     assert 0.0 <= summary["pass@1_before"] <= 1.0 and 0.0 <= summary["pass@1_after"] <= 1.0

@@ -1,14 +1,22 @@
 """Typed, validated trainer configuration.
 
-Resolution order (later wins): the dataclass defaults below (the paper's algorithm: 64 prompts × 8
-responses, 4096-token responses, T = 1.2, ε 0.2 / 0.28, no KL, token-mean, conditional truncation masking
-with ρ = 0.1 and a 128-token repetition window) < the *preset* < the YAML file given with ``--config`` <
-``key=value`` overrides on the command line.
+Resolution order (later wins): the dataclass defaults below (the paper's algorithm and sizes: 64 prompts × 8
+responses, 4096-token responses, lr 1e-6, T = 1.2, ε 0.2 / 0.28, no KL, token-mean, conditional truncation
+masking with ρ = 0.1 and a 128-token repetition window) < the *preset* < the YAML file given with
+``--config`` < ``key=value`` overrides on the command line.
 
-Presets only change sizes, never the algorithm. ``preset=embedded`` (the default when no ``--config`` file
-is given) scales the run down to the embedded tiny problem set and a tiny model so that ``microcoder-train``
-with no arguments finishes in minutes on a 2-core CPU. ``preset=none`` (the default when a ``--config``
-file is given) applies nothing. The fully resolved config is written to ``RUN_DIR/config.yaml``.
+Presets only change sizes, never the algorithm. ``preset=embedded`` (the CPU demo: the embedded tiny problem
+set and a tiny model, minutes on a 2-core CPU) applies whenever no preset is named, with or without a
+``--config`` file, so a small YAML such as ``total_steps: 3`` changes the demo run and nothing else.
+``preset=none`` applies nothing: the paper-scale defaults. A config that brings its own ``model`` or
+``train_data`` must name its preset (``preset: none`` or ``preset: embedded``): the demo's sizes (48-token
+responses) would silently ruin such a run, and the paper's would silently make it 100× larger.
+`resolve_config` also says where each key that differs from the defaults came from; ``microcoder-train``
+prints that at the start of every run. The fully resolved config is written to ``RUN_DIR/config.yaml``.
+
+``resume``: ``none`` (start fresh), ``auto`` (the latest checkpoint in ``run_dir``, or in the newest
+``runs/<name>-*`` that has one; starts fresh when there is none) or a checkpoint directory
+(``RUN_DIR/checkpoints/step_NNNNNN``; an error when it holds no checkpoint).
 """
 
 from __future__ import annotations
@@ -186,6 +194,74 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "diversity_metric": ("pairwise_ngram", "distinct_ngram"),
 }
 
+# What each key means, for `--help-config`; a key not listed here is described by its inline comment in
+# `TrainConfig` (tests check that every key has one or the other).
+_KEY_HELP: dict[str, str] = {
+    "name": "run name; run directories are runs/<name>-<UTC timestamp>",
+    "preset": "sizes to start from: embedded (the CPU demo, used when no preset is named) or none (the paper's)",
+    "run_dir": "where checkpoints, metrics.jsonl and config.yaml go; empty: runs/<name>-<UTC timestamp>",
+    "resume": "none: start fresh; auto: the latest checkpoint in run_dir, or in the newest runs/<name>-* "
+              "that has one (fresh when there is none); or a checkpoint directory RUN_DIR/checkpoints/step_NNNNNN",
+    "dtype": "compute dtype (master weights stay float32)",
+    "device": "auto: cuda when available, else cpu",
+    "engine": "rollout engine: auto (vLLM when it imports, else HF generate), vllm or hf",
+    "compare": "how the judge compares outputs (the reward's judge); see microcoder-eval --compare",
+    "train_data": "training problems: embedded, a MicroCoder JSONL path, or lcb:PATH[:RELEASE]",
+    "eval_data": "held-out problems: embedded (its held-out split), a path, or lcb:PATH[:RELEASE] (e.g. lcb:x.jsonl:v6)",
+    "eval_max_problems": "evaluate on at most this many held-out problems, spread evenly (0 = all)",
+    "eval_every": "evaluate every this many RL steps (0 = only before and after training)",
+    "save_every": "checkpoint every this many RL steps (0 = only at the end)",
+    "lr_schedule": "learning-rate schedule after the warm-up",
+    "loss_agg": "how token losses are averaged: over all tokens, or per sequence then over sequences",
+    "diversity_metric": "output diversity measure used by probe-temperature and logged each step",
+    "seed": "seed of torch, numpy and Python's random (sampling, masking draws, the tiny model's init)",
+    "gradient_checkpointing": "recompute activations in the backward pass (less memory, ~30% more time)",
+    "tiny_hidden_size": "model=tiny: hidden size",
+    "tiny_num_layers": "model=tiny: transformer layers",
+    "tiny_num_heads": "model=tiny: attention heads (head_dim = hidden / heads must be >= 32 for vLLM-CPU)",
+    "tiny_num_kv_heads": "model=tiny: key/value heads (grouped-query attention)",
+    "tiny_intermediate_size": "model=tiny: MLP width",
+    "max_tests_per_problem": "tests judged per problem and rollout (a deterministic subset when there are more)",
+    "judge_workers": "parallel sandboxes judging rollouts",
+    "judge_time_limit_s": "seconds per test (CPU and wall clock)",
+    "judge_memory_limit_mb": "MiB per judged program",
+    "max_prompt_length": "prompts longer than this (tokens) are skipped, with a count in the log",
+    "max_response_length": "training rollouts stop here (tokens); such responses are 'truncated'",
+    "eval_max_response_length": "evaluation samples stop here (tokens)",
+    "temperature": "training sampling temperature; log-probs use logits / T (see probe-temperature)",
+    "eval_temperature": "sampling temperature of the held-out evaluations",
+    "eval_before": "evaluate once before any training (the 'before RL' numbers)",
+    "vllm_gpu_memory_utilization": "GPU share vLLM may take (colocated with training)",
+    "vllm_tensor_parallel_size": "GPUs per vLLM engine",
+    "vllm_enable_prefix_caching": "vLLM prefix caching (the prompt of a group is computed once)",
+    "ppo_epochs": "passes over each rollout round's batch",
+    "lr": "learning rate of the GRPO updates (AdamW)",
+    "weight_decay": "AdamW weight decay",
+    "adam_beta1": "AdamW beta1",
+    "adam_beta2": "AdamW beta2",
+    "grad_clip": "clip the gradient's global norm to this",
+    "eps_low": "lower clip range: ratio >= 1 - eps_low",
+    "eps_high": "upper clip range: ratio <= 1 + eps_high (clip-higher)",
+    "adv_eps": "added to the group std before dividing",
+    "mask_rho": "conditional truncation masking: probability that an eligible truncated response is masked",
+    "repetition_window": "tokens compared to detect a repetition loop (last window == the one before)",
+    "diversity_max_n": "largest n-gram order of the diversity metric",
+    "probe_temperatures": "probe-temperature: comma-separated temperatures to measure",
+    "probe_prompts": "probe-temperature: prompts sampled per temperature",
+    "probe_div_low": "probe-temperature: lowest acceptable diversity",
+    "probe_div_high": "probe-temperature: highest acceptable diversity",
+    "probe_min_code_rate": "probe-temperature: least share of samples that must hold code",
+    "sft_steps": "supervised warm-up steps on reference solutions before GRPO (0 = none)",
+    "sft_batch_size": "supervised warm-up: sequences per step",
+    "sft_lr": "supervised warm-up: learning rate",
+    "keep_checkpoints": "checkpoints kept in RUN_DIR/checkpoints (older ones are deleted; 0 = keep all)",
+    "tensorboard": "also write TensorBoard events to RUN_DIR/tb",
+    "progress": "progress bars and per-step lines on the terminal (false: quiet; metrics.jsonl is written either way)",
+}
+
+# Keys whose own value makes a run that is not the demo: a config setting one must name its preset.
+_NEEDS_PRESET = ("model", "train_data")
+
 
 def _field_types() -> dict[str, type]:
     hints = typing.get_type_hints(TrainConfig)
@@ -254,40 +330,75 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
     return out
 
 
-def load_config(config_file: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Resolve defaults < preset < ``config_file`` < ``overrides`` into a validated `TrainConfig`."""
-    file_values: dict[str, Any] = {}
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(loaded).__name__}")
-        file_values = dict(loaded)
+def _read_config_file(config_file: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file to --config")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value, got {type(loaded).__name__}")
+    return dict(loaded)
+
+
+def resolve_config(config_file: str | os.PathLike[str] | None = None,
+                   overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, str]]:
+    """Resolve defaults < preset < ``config_file`` < ``overrides`` into a validated `TrainConfig`, and say
+    where each key that differs from the dataclass default came from (``"preset embedded"``, the file's
+    name, ``"command line"``)."""
+    file_values = _read_config_file(config_file) if config_file is not None else {}
     overrides = dict(overrides or {})
     known = _field_types()
     for source, values in ((f"in {config_file}", file_values), ("on the command line", overrides)):
         for k in values:
             if k not in known:
                 raise _unknown_key_error(k, source)
-    preset_name = overrides.get("preset", file_values.get("preset", "embedded" if config_file is None else "none"))
-    preset_name = str(preset_name)
+    named = overrides.get("preset", file_values.get("preset"))
+    preset_name = "embedded" if named is None else str(named)
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    if named is None:
+        own = [k for k in _NEEDS_PRESET
+               if str({**file_values, **overrides}.get(k, PRESETS["embedded"][k])) != str(PRESETS["embedded"][k])]
+        if own:
+            raise ConfigError(
+                f"{' and '.join(own)} set but no preset named: add preset=none for the paper's sizes (64 prompts x 8, "
+                "4096-token responses, lr 1e-6) or preset=embedded for the CPU demo's (16 x 8, 48 tokens, lr 2e-4)")
     values: dict[str, Any] = {}
-    values.update(PRESETS[preset_name])
-    values.update(file_values)
-    values.update(overrides)
+    sources: dict[str, str] = {}
+    for source, layer in ((f"preset {preset_name}", PRESETS[preset_name]), (str(config_file), file_values),
+                          ("command line", overrides)):
+        values.update(layer)
+        sources.update(dict.fromkeys(layer, source))
     values["preset"] = preset_name
     cfg = TrainConfig(**{k: _coerce(k, v, "resolved") for k, v in values.items()})
     validate(cfg)
-    return cfg
+    defaults = TrainConfig()
+    differ = {f.name: sources.get(f.name, "preset " + preset_name) for f in dataclasses.fields(TrainConfig)
+              if getattr(cfg, f.name) != getattr(defaults, f.name)}
+    return cfg, differ
+
+
+def load_config(config_file: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Resolve defaults < preset < ``config_file`` < ``overrides`` into a validated `TrainConfig`."""
+    return resolve_config(config_file, overrides)[0]
+
+
+def describe_resolution(cfg: TrainConfig, sources: dict[str, str]) -> str:
+    """The preset in use and the keys that differ from the defaults, grouped by where they came from."""
+    by_source: dict[str, list[str]] = {}
+    for k, src in sources.items():
+        if k != "preset":
+            by_source.setdefault(src, []).append(f"{k}={getattr(cfg, k)}")
+    what = {"embedded": "the CPU demo's sizes", "none": "the paper's sizes"}.get(cfg.preset, "")
+    lines = [f"config: preset {cfg.preset} ({what}); keys that differ from the defaults:" if by_source
+             else f"config: preset {cfg.preset} ({what}); every key at its default"]
+    lines += [f"  from {src}: " + " ".join(items) for src, items in by_source.items()]
+    return "\n".join(lines)
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -352,6 +463,34 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"probe_div_low {cfg.probe_div_low} must be <= probe_div_high {cfg.probe_div_high}")
 
 
+def data_file(spec: str) -> Path | None:
+    """The file a ``train_data`` / ``eval_data`` value names: ``None`` for ``embedded``, PATH for
+    ``lcb:PATH[:RELEASE]``, else the value itself."""
+    if spec == "embedded":
+        return None
+    if spec.startswith("lcb:"):
+        return Path(spec.split(":")[1])
+    return Path(spec)
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Raise `ConfigError` (one line naming the key and the fix) when a file the run needs is missing; run
+    before anything is created, so a mistyped path leaves no run directory behind."""
+    for key in ("train_data", "eval_data"):
+        spec = getattr(cfg, key)
+        f = data_file(spec)
+        if f is not None and not f.is_file():
+            raise ConfigError(f"{key}={spec!r}: no such file {str(f)!r}; give an existing problem file, "
+                              "lcb:PATH[:RELEASE] or embedded")
+    if cfg.resume not in ("none", "auto"):
+        if cfg.resume.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            raise ConfigError(f"resume={cfg.resume!r}: resume takes none, auto (continue the latest run) or a "
+                              "checkpoint directory; write resume=auto")
+        if not (Path(cfg.resume) / "state.json").is_file():
+            raise ConfigError(f"resume={cfg.resume!r}: no checkpoint there (no state.json); give "
+                              "RUN_DIR/checkpoints/step_NNNNNN or resume=auto")
+
+
 def _divisor_hint(n: int, near: int) -> int:
     divisors = [d for d in range(1, n + 1) if n % d == 0]
     return min(divisors, key=lambda d: (abs(d - near), d))
@@ -365,11 +504,35 @@ def save_config(cfg: TrainConfig, path: str | os.PathLike[str]) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
+def key_help() -> dict[str, str]:
+    """Each key's meaning: its `_KEY_HELP` entry, else its inline comment in `TrainConfig` ("" when neither)."""
+    import inspect
+    import io
+    import tokenize
+
+    comments: dict[str, str] = {}
+    src = inspect.getsource(TrainConfig)
+    current = None
+    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+        if tok.type == tokenize.NAME and tok.start[1] == 4 and current is None:
+            current = tok.string
+        elif tok.type == tokenize.COMMENT and current is not None:
+            comments[current] = tok.string.lstrip("# ").strip()
+        elif tok.type == tokenize.NEWLINE:
+            current = None
+    return {f.name: _KEY_HELP.get(f.name) or comments.get(f.name, "") for f in dataclasses.fields(TrainConfig)}
+
+
 def describe_keys() -> str:
-    """One line per key: name, type, default (for ``--help-config``)."""
-    lines = []
+    """Every key for ``--help-config``: type, default, accepted values, what the no-argument preset sets, and
+    what it means; the resolution order and the presets first."""
+    helps = key_help()
+    lines = [__doc__.strip(), "",
+             "KEY (TYPE) = DEFAULT [no-argument run: VALUE]  accepted values  -- meaning", ""]
     for f in dataclasses.fields(TrainConfig):
         t = _field_types()[f.name].__name__
-        choices = f" one of {list(_CHOICES[f.name])}" if f.name in _CHOICES else ""
-        lines.append(f"  {f.name} ({t}) = {f.default!r}{choices}")
+        choices = f"  one of {', '.join(_CHOICES[f.name])}" if f.name in _CHOICES else ""
+        demo = PRESETS["embedded"].get(f.name, "embedded" if f.name == "preset" else None)
+        demo_s = f" [no-argument run: {demo!r}]" if demo is not None else ""
+        lines.append(f"  {f.name} ({t}) = {f.default!r}{demo_s}{choices}  -- {helps[f.name]}")
     return "\n".join(lines)
