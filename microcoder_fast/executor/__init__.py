@@ -75,9 +75,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict", "compare"]
+__all__ = ["Executor", "ModeVerdict", "Problem", "Result", "TestCase", "TestResult", "Verdict", "compare"]
 
-_TYPES = {"Problem", "Result", "TestCase", "TestResult", "Verdict"}
+_TYPES = {"ModeVerdict", "Problem", "Result", "TestCase", "TestResult", "Verdict"}
 
 
 def __getattr__(name: str) -> Any:

@@ -14,23 +14,39 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
 from microcoder_fast.executor import compare as _compare
-from microcoder_fast.executor.types import Problem, Result, TestCase, TestResult, Verdict, check_item
+from microcoder_fast.executor.types import (
+    ModeVerdict,
+    Problem,
+    Result,
+    TestCase,
+    TestResult,
+    Verdict,
+    check_item,
+)
 from microcoder_fast.executor.worker import Settings, Worker
 
-__all__ = ["Executor", "Problem", "Result", "TestCase", "TestResult", "Verdict"]
+__all__ = ["Executor", "ModeVerdict", "Problem", "Result", "TestCase", "TestResult", "Verdict"]
 
 
 class Executor:
     """Judge programs in sandboxed processes forked from clean pre-imported zygotes.
 
     ``workers`` zygotes run generations in parallel; ``time_limit_s`` is per test (wall clock, CPU as a
-    backstop), ``memory_limit_mb`` the address-space limit, ``compare`` the comparison mode
-    (``"default"``, ``"lcb"``, ``"microcoder"``), ``output_limit_mb`` the stdout cap per test (OLE).
-    Use as a context manager or call :meth:`close`.
+    backstop), ``memory_limit_mb`` the address-space limit, ``compare`` the comparison mode (a name in
+    :data:`microcoder_fast.executor.compare.MODES`: ``"default"``, ``"lcb"``, ``"microcoder"``),
+    ``output_limit_mb`` the stdout cap per test (OLE). Use as a context manager or call :meth:`close`.
+
+    Several compare modes in one judging pass: ``compare=("default", "lcb")`` (or ``"default,lcb"``). A
+    program's outputs do not depend on the mode, so each program runs once and every test's output is
+    compared in each mode; ``result.modes[mode]`` holds that mode's :class:`ModeVerdict` (verdict, passed,
+    message, reward) and the first mode is the primary one (``result.verdict`` / ``result.reward``).
+    Every mode's verdict is the one a run in that mode alone would give: with stop-on-first-failure the
+    child keeps running tests until every mode has failed one (never a verdict read off a run cut short by
+    another mode's failure), so extra tests run only where the modes disagree.
     """
 
     def __init__(
@@ -38,7 +54,7 @@ class Executor:
         workers: int = 2,
         time_limit_s: float = 6.0,
         memory_limit_mb: int = 2048,
-        compare: str = "default",
+        compare: str | Sequence[str] = "default",
         output_limit_mb: float = 64,
         abs_tol: float = 1e-6,
         rel_tol: float = 1e-6,
@@ -53,8 +69,11 @@ class Executor:
             raise ValueError(f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}")
         if not (isinstance(memory_limit_mb, (int, float)) and memory_limit_mb >= 64):
             raise ValueError(f"memory_limit_mb must be >= 64 (MiB), got {memory_limit_mb!r}")
-        if compare not in _compare.MODES:
-            raise ValueError(f"compare must be one of {_compare.MODES}, got {compare!r}")
+        try:
+            modes = _compare.parse_modes(compare)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"compare must be one of {_compare.MODES} or several of them (the primary first), "
+                             f"got {compare!r}: {e}") from None
         if not output_limit_mb > 0:
             raise ValueError(f"output_limit_mb must be > 0, got {output_limit_mb!r}")
         if isolation not in ("full", "none"):
@@ -62,7 +81,8 @@ class Executor:
         self.workers = workers
         self.time_limit_s = float(time_limit_s)
         self.memory_limit_mb = memory_limit_mb
-        self.compare = compare
+        self.compare = modes[0]  # the primary mode
+        self.compare_modes = modes
         self.abs_tol = abs_tol
         self.rel_tol = rel_tol
         self.output_limit = int(output_limit_mb * 1024 * 1024)
@@ -78,7 +98,7 @@ class Executor:
         self._settings = Settings(
             time_limit_s=self.time_limit_s,
             memory_limit_mb=memory_limit_mb,
-            compare=compare,
+            compare=modes,
             abs_tol=abs_tol,
             rel_tol=rel_tol,
             output_limit=self.output_limit,
@@ -248,6 +268,8 @@ class Executor:
                 res = worker.judge(code, problem, stop)
             except BaseException as e:  # noqa: BLE001
                 res = Result(Verdict.IE, 0, len(problem.tests), message=f"internal judge error: {e!r}")
+            if not res.modes:  # decided before any comparison (CE, IE, no tests): the same in every mode
+                res.modes = {m: ModeVerdict(res.verdict, res.passed, res.message) for m in self.compare_modes}
             res.index = index
             res.problem_id = problem.id
             res.wall_s = time.perf_counter() - t0

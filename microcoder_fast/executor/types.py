@@ -1,4 +1,4 @@
-"""The judge's public types: ``Verdict``, ``TestCase``, ``Problem``, ``TestResult``, ``Result``.
+"""The judge's public types: ``Verdict``, ``TestCase``, ``Problem``, ``TestResult``, ``ModeVerdict``, ``Result``.
 
 Plain data and validation only: no threads, no processes, no compare modes. Must not import ``threading``
 (the zygote imports nothing from here, but callers that only build problems should not pay for it) nor
@@ -122,11 +122,33 @@ class TestResult:
     signal: int | None = None
     stderr_tail: str = ""
     message: str = ""
+    #: the verdict and message of this test in every compare mode the executor judges in (``verdict`` and
+    #: ``message`` above are the primary mode's); they differ only where the comparison decided the test
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ModeVerdict:
+    """A generation's outcome in one compare mode: as a run judged in that mode alone would report it."""
+
+    verdict: Verdict
+    passed: int
+    message: str = ""
+
+    @property
+    def reward(self) -> float:
+        return 1.0 if self.verdict == Verdict.AC else 0.0
 
 
 @dataclass
 class Result:
-    """Outcome of one generation. ``total`` counts the problem's tests; ``tests`` holds those that ran."""
+    """Outcome of one generation. ``total`` counts the problem's tests; ``tests`` holds those that ran.
+
+    ``modes`` maps every compare mode the executor judges in (``Executor(compare=("default", "lcb"))``) to
+    that mode's :class:`ModeVerdict`; ``verdict``, ``passed``, ``message`` and ``reward`` are the primary
+    (first) mode's. With several modes and stop-on-first-failure, tests keep running until every mode has
+    failed one, so ``tests`` can hold more tests than a single-mode run would."""
 
     verdict: Verdict
     passed: int
@@ -136,6 +158,7 @@ class Result:
     index: int | None = None
     problem_id: str | None = None
     wall_s: float = 0.0
+    modes: dict[str, ModeVerdict] = field(default_factory=dict)
 
     @property
     def reward(self) -> float:

@@ -13,14 +13,15 @@ import signal
 from dataclasses import dataclass
 
 from microcoder_fast.executor import compare as _compare
-from microcoder_fast.executor.types import Problem, Result, TestResult, Verdict
+from microcoder_fast.executor.types import ModeVerdict, Problem, Result, TestResult, Verdict
 
 
 @dataclass(frozen=True)
 class Rules:
-    """What a verdict depends on besides the program: limits and the comparison of one generation."""
+    """What a verdict depends on besides the program: limits and the comparison of one generation.
+    ``compare`` holds one or more compare modes, the primary first."""
 
-    compare: str
+    compare: tuple[str, ...]
     abs_tol: float
     rel_tol: float
     time_limit_s: float
@@ -47,18 +48,32 @@ def parse_result(payload: bytes) -> tuple[dict, bytes]:
     return head, payload[nl2 + 1:]
 
 
-def compare_output(k: int, out: bytes, value: bytes, call: bool, problem: Problem, rules: Rules) -> tuple[Verdict, str]:
-    """AC or WA (with the reason) for test k's stdout (stdin mode) or encoded return value (call mode)."""
+def compare_output(k: int, out: bytes, value: bytes, call: bool, problem: Problem,
+                   rules: Rules) -> dict[str, tuple[Verdict, str]]:
+    """AC or WA (with the reason) for test k's stdout (stdin mode) or encoded return value (call mode), in
+    every compare mode of ``rules`` (the output is read once; each mode compares it). Expected output that
+    cannot be used is IE in every mode."""
     expected = problem.tests[k].output
+    explain = _compare.explain_call_modes if call else _compare.explain_stdout_modes
     try:
-        if call:
-            why = _compare.explain_call(value.decode("utf-8", "surrogatepass"), expected, rules.compare,
-                                        rules.abs_tol, rules.rel_tol)
-        else:
-            why = _compare.explain_stdout(out, expected, rules.compare, rules.abs_tol, rules.rel_tol)
+        whys = explain(value if call else out, expected, rules.compare, rules.abs_tol, rules.rel_tol)
     except (ValueError, TypeError) as e:
-        return Verdict.IE, f"test {k}: expected output could not be used ({e})"
-    return (Verdict.AC, "") if why is None else (Verdict.WA, why)
+        return {m: (Verdict.IE, f"test {k}: expected output could not be used ({e})") for m in rules.compare}
+    return {m: (Verdict.AC, "") if why is None else (Verdict.WA, why) for m, why in whys.items()}
+
+
+def _set_modes(tr: TestResult, per_mode: dict[str, tuple[Verdict, str]]) -> None:
+    tr.verdicts = {m: v for m, (v, _) in per_mode.items()}
+    tr.messages = {m: why for m, (_, why) in per_mode.items()}
+    tr.verdict, tr.message = next(iter(per_mode.values()))
+
+
+def _finish(tr: TestResult, rules: Rules) -> TestResult:
+    """Give every compare mode the test's verdict where the comparison did not decide it."""
+    if not tr.verdicts:
+        tr.verdicts = dict.fromkeys(rules.compare, tr.verdict)
+        tr.messages = dict.fromkeys(rules.compare, tr.message)
+    return tr
 
 
 def from_report(k: int, head: dict, value: bytes, out: bytes | None, size: int, tail: bytes, call: bool,
@@ -80,10 +95,12 @@ def from_report(k: int, head: dict, value: bytes, out: bytes | None, size: int, 
         tr.verdict = Verdict.RE
         tr.message = head.get("message") or (f"uncaught {exc}" if exc else f"exit status {status}")
     else:
-        tr.verdict, tr.message = compare_output(k, out, value, call, problem, rules)
-    if tr.verdict == Verdict.AC and wall > rules.time_limit_s:
-        tr.verdict, tr.message = Verdict.TLE, f"took {wall:.3f} s (limit {rules.time_limit_s:g} s)"
-    return tr
+        per_mode = compare_output(k, out, value, call, problem, rules)
+        if wall > rules.time_limit_s:  # too slow: TLE wherever the output was right
+            tle = (Verdict.TLE, f"took {wall:.3f} s (limit {rules.time_limit_s:g} s)")
+            per_mode = {m: (tle if v == Verdict.AC else (v, why)) for m, (v, why) in per_mode.items()}
+        _set_modes(tr, per_mode)
+    return _finish(tr, rules)
 
 
 def from_exit(k: int, kind: str, report: bytes, out: bytes | None, tail_b: bytes, wall: float, call: bool,
@@ -107,21 +124,21 @@ def from_exit(k: int, kind: str, report: bytes, out: bytes | None, tail_b: bytes
         tr.signal = os.WTERMSIG(st)
     if verdict is not None:
         tr.verdict, tr.message = verdict, msg
-        return tr
+        return _finish(tr, rules)
     sig = tr.signal or 0
     if out is None or sig == signal.SIGXFSZ:
         tr.verdict, tr.message = Verdict.OLE, f"output passed the limit of {rules.output_limit} bytes"
-        return tr
+        return _finish(tr, rules)
     if tr.exit_code is not None:
         if tr.exit_code == 0 and not call:
-            tr.verdict, tr.message = compare_output(k, out, b"", call, problem, rules)
+            _set_modes(tr, compare_output(k, out, b"", call, problem, rules))
         elif tr.exit_code == 0:
             tr.verdict, tr.message = Verdict.RE, "the program exited instead of returning a value"
         elif "MemoryError" in tr.stderr_tail:
             tr.verdict, tr.message = Verdict.MLE, "MemoryError"
         else:
             tr.message = f"exit status {tr.exit_code}"
-        return tr
+        return _finish(tr, rules)
     limit_kb = rules.memory_limit_mb * 1024
     if sig == signal.SIGXCPU:
         tr.verdict, tr.message = Verdict.TLE, "CPU time limit exceeded"
@@ -131,16 +148,36 @@ def from_exit(k: int, kind: str, report: bytes, out: bytes | None, tail_b: bytes
     else:
         name = signal.Signals(sig).name if sig in set(signal.Signals) else str(sig)
         tr.message = f"killed by signal {sig} ({name})"
-    return tr
+    return _finish(tr, rules)
 
 
-def generation_result(results: list[TestResult], n: int) -> Result:
-    """The generation's verdict: the first test that is not AC decides; AC only when all n tests ran."""
-    passed = sum(r.verdict == Verdict.AC for r in results)
-    for r in results:
-        if r.verdict != Verdict.AC:
-            return Result(r.verdict, passed, n, results, message=f"test {r.index}: {r.verdict.value}"
-                          + (f": {r.message}" if r.message else ""))
-    if len(results) < n:  # cannot happen without a failure, kept as a guard
-        return Result(Verdict.IE, passed, n, results, message="not every test ran")
-    return Result(Verdict.AC, passed, n, results)
+def all_modes_failed(results: list[TestResult]) -> bool:
+    """True once every compare mode has a test that is not AC among ``results`` (with stop-on-first-failure
+    the generation ends then: no test still to run can change any mode's verdict)."""
+    if not results:
+        return False
+    return all(any(r.verdicts.get(m, r.verdict) != Verdict.AC for r in results) for m in results[0].verdicts)
+
+
+def _mode_verdict(results: list[TestResult], n: int, mode: str, stop: bool) -> ModeVerdict:
+    first = next((r for r in results if r.verdicts.get(mode, r.verdict) != Verdict.AC), None)
+    if first is None:
+        passed = len(results)
+        if passed < n:  # cannot happen without a failure, kept as a guard
+            return ModeVerdict(Verdict.IE, passed, "not every test ran")
+        return ModeVerdict(Verdict.AC, passed)
+    # as a run in this mode alone would count: with stop-on-first-failure only the tests before its failure
+    ran = [r for r in results if r.index < first.index] if stop else results
+    passed = sum(r.verdicts.get(mode, r.verdict) == Verdict.AC for r in ran)
+    why = first.messages.get(mode, first.message)
+    v = first.verdicts.get(mode, first.verdict)
+    return ModeVerdict(v, passed, f"test {first.index}: {v.value}" + (f": {why}" if why else ""))
+
+
+def generation_result(results: list[TestResult], n: int, modes: tuple[str, ...] = (), stop: bool = True) -> Result:
+    """The generation's verdict in each compare mode: the first test that is not AC in that mode decides;
+    AC only when all n tests ran. The primary (first) mode's is the Result's own verdict."""
+    modes = modes or (tuple(results[0].verdicts) if results and results[0].verdicts else ("default",))
+    per_mode = {m: _mode_verdict(results, n, m, stop) for m in modes}
+    primary = per_mode[modes[0]]
+    return Result(primary.verdict, primary.passed, n, results, message=primary.message, modes=per_mode)

@@ -39,7 +39,7 @@ class Settings:
 
     time_limit_s: float
     memory_limit_mb: float
-    compare: str
+    compare: tuple[str, ...]  # the compare modes, primary first
     abs_tol: float
     rel_tol: float
     output_limit: int
@@ -167,7 +167,7 @@ class Worker:
                 return Result(Verdict.CE, 0, n, [], message=ce)
             if finished:
                 break
-        return verdicts.generation_result(job.results, n)
+        return verdicts.generation_result(job.results, n, s.compare, stop)
 
     def _gen_payload(self, problem: Problem, remaining: int, tl: float) -> bytes:
         # "fn_name as_bytes cpu_s fsize nproc nofile stack" (fn_name "-" = stdin mode); fsize allows one
@@ -242,7 +242,7 @@ class Worker:
                 tr = self._abnormal(ev, k, time.perf_counter() - t0, job)
                 results.append(tr)
                 k += 1
-                failed = tr.verdict != Verdict.AC
+                failed = verdicts.all_modes_failed(results)
                 return (n if failed and stop else k), (failed and stop) or k >= n, None
             if ev[1] == FRAME_CE:
                 z.detach_generation()
@@ -269,7 +269,7 @@ class Worker:
                 t0 = time.perf_counter()
                 slack = 0.0
                 k += 1
-                failed = tr.verdict != Verdict.AC
+                failed = verdicts.all_modes_failed(results)
                 # From here on the child's exit status is not needed: the zygote reaps and cleans it
                 # before it starts the next generation, and its EXIT report is skipped.
                 if k >= n:  # the child exits by itself after the last test
@@ -292,7 +292,7 @@ class Worker:
             tr = self._abnormal(ev, k, wall, job)
             results.append(tr)
             k += 1
-            failed = tr.verdict != Verdict.AC
+            failed = verdicts.all_modes_failed(results)
             return (n if failed and stop else k), (failed and stop) or k >= n, None
         self._await_exit(kill=True)
         return k, True, None

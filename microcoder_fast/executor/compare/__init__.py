@@ -38,10 +38,27 @@ __all__ = [
     "decode_value",
     "encode_value",
     "explain_call",
+    "explain_call_modes",
     "explain_stdout",
+    "explain_stdout_modes",
     "get_mode",
     "parse_modes",
 ]
+
+
+def _modes(mode: str | tuple[str, ...]) -> list:
+    return [get_mode(m) for m in ((mode,) if isinstance(mode, str) else mode)]
+
+
+def explain_stdout_modes(
+    actual: bytes, expected: str, modes: tuple[str, ...], abs_tol: float = 1e-6, rel_tol: float = 1e-6
+) -> dict[str, str | None]:
+    """:func:`explain_stdout` in several modes at once: ``{mode: None or reason}`` (the output is decoded
+    once)."""
+    ms = _modes(modes)
+    _check_tols(abs_tol, rel_tol)
+    out, exp = _to_text(actual), _expected_text(expected)
+    return {m.name: m.explain_stdout(out, exp, abs_tol, rel_tol) for m in ms}
 
 
 def explain_stdout(
@@ -49,9 +66,7 @@ def explain_stdout(
 ) -> str | None:
     """``None`` if ``actual`` (a program's stdout bytes) matches ``expected`` under ``mode``, else a short
     reason naming the first mismatch (line and token)."""
-    m = get_mode(mode)
-    _check_tols(abs_tol, rel_tol)
-    return m.explain_stdout(_to_text(actual), _expected_text(expected), abs_tol, rel_tol)
+    return explain_stdout_modes(actual, expected, (mode,), abs_tol, rel_tol)[mode]
 
 
 def compare_stdout(
@@ -61,23 +76,31 @@ def compare_stdout(
     return explain_stdout(actual, expected, mode, abs_tol, rel_tol) is None
 
 
-def explain_call(
-    actual: str, expected: str, mode: str = "default", abs_tol: float = 1e-6, rel_tol: float = 1e-6
-) -> str | None:
-    """``None`` if the encoded return value ``actual`` matches the JSON ``expected`` under ``mode``, else a
-    reason naming the first mismatching element.
-
-    Raises ``ValueError`` if ``expected`` is not JSON (a problem-data error, not a wrong answer).  An
-    ``actual`` that is not a valid encoding is reported as a mismatch.
-    """
-    m = get_mode(mode)
+def explain_call_modes(
+    actual: str | bytes, expected: str, modes: tuple[str, ...], abs_tol: float = 1e-6, rel_tol: float = 1e-6
+) -> dict[str, str | None]:
+    """:func:`explain_call` in several modes at once: ``{mode: None or reason}`` (both values are decoded
+    once)."""
+    ms = _modes(modes)
     _check_tols(abs_tol, rel_tol)
     exp = _expected_value(expected)
     try:
         act = decode_value(actual)
     except (ValueError, TypeError) as e:
-        return f"could not decode the program's return value: {e}"
-    return m.explain_value(act, exp, abs_tol, rel_tol)
+        return {m.name: f"could not decode the program's return value: {e}" for m in ms}
+    return {m.name: m.explain_value(act, exp, abs_tol, rel_tol) for m in ms}
+
+
+def explain_call(
+    actual: str | bytes, expected: str, mode: str = "default", abs_tol: float = 1e-6, rel_tol: float = 1e-6
+) -> str | None:
+    """``None`` if the encoded return value ``actual`` matches the JSON ``expected`` under ``mode``, else a
+    reason naming the first mismatching element.
+
+    Raises ``ValueError`` if ``expected`` is not JSON (a problem-data error, not a wrong answer).  An
+    ``actual`` that is not a valid encoding (bytes that are not UTF-8 included) is reported as a mismatch.
+    """
+    return explain_call_modes(actual, expected, (mode,), abs_tol, rel_tol)[mode]
 
 
 def compare_call(
