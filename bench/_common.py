@@ -66,6 +66,24 @@ def time_cuda(fn: Callable[[], object], reps: int = 10) -> float:
     return times[len(times) // 2]
 
 
+def time_ms(fn: Callable[[], object], reps: int = 20) -> float:
+    """Median wall milliseconds of ``fn`` (synchronising CUDA around each call when present), after 2 warm-ups."""
+    import time
+
+    cuda = torch.cuda.is_available()
+    times = []
+    for _ in range(reps + 2):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times = sorted(times[2:])
+    return 1e3 * times[len(times) // 2]
+
+
 def status_bytes(key: str) -> int:
     """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``) in bytes."""
     with open("/proc/self/status") as f:

@@ -25,7 +25,9 @@ from .grpo_loss import grpo_token
 from .token_logprobs import (
     MAX_GRID_ROWS,
     default_block_v,
+    num_warps,
     row_logprob_stats,
+    row_pointer,
     row_slices,
     softmax_grad_tile,
 )
@@ -33,18 +35,8 @@ from .token_logprobs import (
 N_TOKEN_ROWS = 8  # rows of the per-token output: pg, kl, ratio, nlr, flags, grad-of-logp, logp, entropy
 
 
-def _num_warps(block_v: int) -> int:
-    return 8 if block_v >= 2048 else 4
-
-
 @triton.jit
-def _row_pointer(base_ptr, row, L, stride_b, stride_l):
-    b = row // L
-    return base_ptr + b * stride_b + (row - b * L) * stride_l
-
-
-@triton.jit
-def _fused_grpo_loss_kernel(
+def fused_grpo_loss_kernel(
     logits_ptr,
     grad_ptr,
     target_ptr,
@@ -77,7 +69,7 @@ def _fused_grpo_loss_kernel(
     row = tl.program_id(0).to(tl.int64) + row_start
     b = row // L
     valid = tl.load(mask_ptr + row) != 0
-    row_ptr = _row_pointer(logits_ptr, row, L, stride_b, stride_l)
+    row_ptr = row_pointer(logits_ptr, row, L, stride_b, stride_l)
     target = tl.load(target_ptr + row).to(tl.int64)
     old = tl.load(old_ptr + row).to(tl.float32)
     if ADV_PER_TOKEN:
@@ -99,16 +91,18 @@ def _fused_grpo_loss_kernel(
     pg, kl, ratio, nlr, flags, g = grpo_token(
         logp, old, a, ref, valid, w, eps_low, eps_high, kl_coef, dual_c, HAS_REF=HAS_REF, HAS_DUAL=HAS_DUAL
     )
-    tl.store(out_ptr + row, pg)
-    tl.store(out_ptr + n_tokens + row, kl)
-    tl.store(out_ptr + 2 * n_tokens + row, ratio)
-    tl.store(out_ptr + 3 * n_tokens + row, nlr)
-    tl.store(out_ptr + 4 * n_tokens + row, flags)
-    tl.store(out_ptr + 5 * n_tokens + row, g)
-    tl.store(out_ptr + 6 * n_tokens + row, tl.where(valid, logp, 0.0))
-    tl.store(out_ptr + 7 * n_tokens + row, tl.where(valid, ent, 0.0))
+    n64 = tl.cast(n_tokens, tl.int64)  # row k of the output starts at k * n_tokens (64-bit: no wrap)
+    out = out_ptr + row
+    tl.store(out, pg)
+    tl.store(out + n64, kl)
+    tl.store(out + 2 * n64, ratio)
+    tl.store(out + 3 * n64, nlr)
+    tl.store(out + 4 * n64, flags)
+    tl.store(out + 5 * n64, g)
+    tl.store(out + 6 * n64, tl.where(valid, logp, 0.0))
+    tl.store(out + 7 * n64, tl.where(valid, ent, 0.0))
     if COMPUTE_GRAD:
-        grow_ptr = _row_pointer(grad_ptr, row, L, gstride_b, gstride_l)
+        grow_ptr = row_pointer(grad_ptr, row, L, gstride_b, gstride_l)
         offs = tl.arange(0, BLOCK_V)
         if valid:
             zero = tl.zeros((), tl.float32)
@@ -174,7 +168,7 @@ def fused_grpo_loss_fwd(
     ref = ref_logp if ref_logp is not None else old_logp
     g = grad3 if grad3 is not None else logits3
     for start, rows in row_slices(n, max_grid_rows):
-        _fused_grpo_loss_kernel[(rows,)](
+        fused_grpo_loss_kernel[(rows,)](
             logits3,
             g,
             target,
@@ -203,7 +197,7 @@ def fused_grpo_loss_fwd(
             COMPUTE_ENTROPY=compute_entropy,
             COMPUTE_GRAD=grad3 is not None,
             BLOCK_V=bv,
-            num_warps=_num_warps(bv),
+            num_warps=num_warps(bv),
         )
     return out
 

@@ -113,12 +113,14 @@ def _grpo_loss_kernel(
     pg, kl, ratio, nlr, flags, g = grpo_token(
         lp, old, a, ref, valid, w, eps_low, eps_high, kl_coef, dual_c, HAS_REF=HAS_REF, HAS_DUAL=HAS_DUAL
     )
-    tl.store(out_ptr + offs, pg, mask=inb)
-    tl.store(out_ptr + n_tokens + offs, kl, mask=inb)
-    tl.store(out_ptr + 2 * n_tokens + offs, ratio, mask=inb)
-    tl.store(out_ptr + 3 * n_tokens + offs, nlr, mask=inb)
-    tl.store(out_ptr + 4 * n_tokens + offs, flags, mask=inb)
-    tl.store(out_ptr + 5 * n_tokens + offs, g, mask=inb)
+    n64 = tl.cast(n_tokens, tl.int64)  # row k starts at k * n_tokens: 64-bit past 2**31 / 6 tokens
+    out = out_ptr + offs
+    tl.store(out, pg, mask=inb)
+    tl.store(out + n64, kl, mask=inb)
+    tl.store(out + 2 * n64, ratio, mask=inb)
+    tl.store(out + 3 * n64, nlr, mask=inb)
+    tl.store(out + 4 * n64, flags, mask=inb)
+    tl.store(out + 5 * n64, g, mask=inb)
 
 
 def grpo_token_terms_triton(

@@ -122,7 +122,7 @@ def softmax_grad_tile(z, lse, ent, is_target, g_logp, g_ent):
 
 
 @triton.jit
-def _row_pointer(base_ptr, row, L, stride_b, stride_l):
+def row_pointer(base_ptr, row, L, stride_b, stride_l):
     b = row // L
     l_idx = row - b * L
     return base_ptr + b * stride_b + l_idx * stride_l
@@ -145,7 +145,7 @@ def token_logprobs_fwd_kernel(
     BLOCK_V: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64) + row_start
-    row_ptr = _row_pointer(logits_ptr, row, L, stride_b, stride_l)
+    row_ptr = row_pointer(logits_ptr, row, L, stride_b, stride_l)
     target = tl.load(target_ptr + row).to(tl.int64)
     lse, z_t, ent = row_logprob_stats(row_ptr, target, V, inv_temperature, BLOCK_V, COMPUTE_ENTROPY)
     # A -inf target logit gives -inf; an all -inf row gives -inf (never NaN); never positive.
@@ -186,8 +186,8 @@ def token_logprobs_bwd_kernel(
     ``v_offset .. v_offset + V`` of the vocabulary, ``lse`` being the full row's (the hidden-state path).
     """
     row = tl.program_id(0).to(tl.int64) + row_start
-    row_ptr = _row_pointer(logits_ptr, row, L, stride_b, stride_l)
-    grow_ptr = _row_pointer(grad_ptr, row, L, gstride_b, gstride_l)
+    row_ptr = row_pointer(logits_ptr, row, L, stride_b, stride_l)
+    grow_ptr = row_pointer(grad_ptr, row, L, gstride_b, gstride_l)
     target = tl.load(target_ptr + row).to(tl.int64)
     lse = tl.load(lse_ptr + row)
     if HAS_GLOGP:
@@ -221,7 +221,7 @@ def default_block_v(V: int, element_size: int) -> int:
     return max(16, min(triton.next_power_of_2(max(V, 1)), 16384 // max(element_size, 1)))
 
 
-def _num_warps(block_v: int) -> int:
+def num_warps(block_v: int) -> int:
     return 8 if block_v >= 2048 else 4
 
 
@@ -262,7 +262,7 @@ def token_logprobs_fwd(
             float(inv_temperature),
             COMPUTE_ENTROPY=compute_entropy,
             BLOCK_V=bv,
-            num_warps=_num_warps(bv),
+            num_warps=num_warps(bv),
         )
     return logp, lse, ent
 
@@ -310,7 +310,7 @@ def token_logprobs_bwd(
             HAS_GLOGP=has_glogp,
             HAS_GENT=has_gent,
             BLOCK_V=bv,
-            num_warps=_num_warps(bv),
+            num_warps=num_warps(bv),
         )
     return grad3
 

@@ -8,15 +8,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 import torch
-from _interp import IN_CHILD, run_under_interpreter
+from _interp import kdev, run_under_interpreter  # noqa: F401 (kdev is a fixture)
 
-from microcoder_fast.ops.group_advantages import _use_triton, group_advantages
+from microcoder_fast.ops import _dispatch
+from microcoder_fast.ops.group_advantages import group_advantages
 from microcoder_fast.reference.group_advantages import group_advantages_reference
-
-interp_only = pytest.mark.skipif(
-    not IN_CHILD, reason="runs in the TRITON_INTERPRET=1 child of test_kernels_under_interpreter"
-)
-KERNEL_DEVICES = [pytest.param("cpu", marks=interp_only), pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def _numpy_advantages(r: np.ndarray, g: int, ddof: int, eps: float) -> np.ndarray:
@@ -201,10 +197,10 @@ OPTIONS = [
 ]
 
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("group_size", [1, 3, 8, 20])
 @pytest.mark.parametrize("opt", range(len(OPTIONS)))
-def test_kernel_matches_reference(device, group_size, opt):
+def test_kernel_matches_reference(kdev, group_size, opt):
+    device = kdev
     kw = OPTIONS[opt]
     torch.manual_seed(group_size * 10 + opt)
     n = group_size * 5
@@ -212,7 +208,7 @@ def test_kernel_matches_reference(device, group_size, opt):
     if kw.get("nan_policy") == "ignore":
         r[1] = float("nan")
     mask = torch.rand(n, device=device) > 0.25
-    assert _use_triton(r)
+    assert _dispatch.use_triton(r.device)
     for m in (None, mask):
         got = group_advantages(r, group_size=group_size, mask=m, **kw)
         expect = group_advantages_reference(
@@ -224,4 +220,4 @@ def test_kernel_matches_reference(device, group_size, opt):
 def test_kernels_under_interpreter():
     """Run this file's kernel tests on CPU under TRITON_INTERPRET=1 in a fresh process (the variable must be set
     before triton is imported, and must not leak into other test files)."""
-    run_under_interpreter(__file__, "kernel_ and cpu")
+    run_under_interpreter(__file__, "kernel_ and interp")

@@ -9,15 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from _interp import IN_CHILD, run_under_interpreter
+from _interp import kdev, run_under_interpreter  # noqa: F401 (kdev is a fixture)
 
-from microcoder_fast.ops.grpo_loss import _use_triton, grpo_loss
-from microcoder_fast.reference.grpo_loss import AGGS, METRIC_NAMES, grpo_loss_reference
-
-interp_only = pytest.mark.skipif(
-    not IN_CHILD, reason="runs in the TRITON_INTERPRET=1 child of test_kernels_under_interpreter"
-)
-KERNEL_DEVICES = [pytest.param("cpu", marks=interp_only), pytest.param("cuda", marks=pytest.mark.gpu)]
+from microcoder_fast.ops import _dispatch
+from microcoder_fast.ops._loss import AGGS, METRIC_NAMES
+from microcoder_fast.ops.grpo_loss import grpo_loss
+from microcoder_fast.reference.grpo_loss import grpo_loss_reference
 
 
 def _inputs(B=4, L=9, per_token=False, seed=0, device="cpu", spread=0.4, fully_masked_row=True):
@@ -315,8 +312,11 @@ def test_errors_are_clear():
         grpo_loss(logp, old, adv, mask, agg="mean")
     with pytest.raises(ValueError, match="advantages must be per sequence"):
         grpo_loss(logp, old, adv[:-1], mask)
-    with pytest.raises(ValueError, match="old_logp must have the mask's shape"):
+    with pytest.raises(ValueError, match=r"old_logp must have logp's shape \[B, L\]=\(4, 9\)"):
         grpo_loss(logp, old[:, :-1], adv, mask)
+    # a wrongly shaped mask is named as the culprit (not old_logp, which matches logp)
+    with pytest.raises(ValueError, match=r"mask must have logp's shape \[B, L\]=\(4, 9\).*got \(4, 8\)"):
+        grpo_loss(logp, old, adv, mask[:, :-1])
     with pytest.raises(ValueError, match="dual_clip must be > 1"):
         grpo_loss(logp, old, adv, mask, dual_clip=0.5)
     with pytest.raises(ValueError, match="eps_low"):
@@ -351,18 +351,17 @@ def test_compile_fullgraph():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
 @pytest.mark.parametrize("agg", AGGS)
 @pytest.mark.parametrize("per_token", [False, True])
 @pytest.mark.parametrize("kl_coef,dual_clip,seed", [(0.0, None, 0), (0.0, None, 1), (0.05, 3.0, 2)])
-def test_kernel_matches_reference(device, agg, per_token, kl_coef, dual_clip, seed):
-    assert _use_triton(torch.zeros(1, device=device))
-    _check(device, agg, per_token, kl_coef, dual_clip, seed=seed)
+def test_kernel_matches_reference(kdev, agg, per_token, kl_coef, dual_clip, seed):
+    assert _dispatch.use_triton(kdev)
+    _check(kdev, agg, per_token, kl_coef, dual_clip, seed=seed)
 
 
-@pytest.mark.parametrize("device", KERNEL_DEVICES)
-def test_kernel_edge_cases(device):
-    assert _use_triton(torch.zeros(1, device=device))
+def test_kernel_edge_cases(kdev):
+    device = kdev
+    assert _dispatch.use_triton(device)
     logp, old, ref, adv, mask = _inputs(device=device, B=3, L=1500)  # > one BLOCK of tokens
     x = logp.clone().requires_grad_()
     loss, _ = grpo_loss(x, old, adv, torch.zeros_like(mask), kl_coef=0.1, ref_logp=ref)
@@ -380,4 +379,4 @@ def test_kernel_edge_cases(device):
 def test_kernels_under_interpreter():
     """Run this file's kernel tests on CPU under TRITON_INTERPRET=1 in a fresh process (the variable must be set
     before triton is imported, and must not leak into other test files)."""
-    run_under_interpreter(__file__, "kernel_ and cpu")
+    run_under_interpreter(__file__, "kernel_ and interp")

@@ -4,38 +4,32 @@
 ``logp = log_softmax(logits / T)[target]`` (fp32), the loss terms and ``d loss / d logits`` (read the logits
 twice, write the gradient once). The backward only scales that gradient by the incoming one (skipped on the
 device when it is 1). ``inplace_backward=True`` writes the gradient into the logits buffer (no [B, L, V]
-allocation; the logits' values are gone afterwards). Triton on CUDA (and on CPU tensors under
-``TRITON_INTERPRET=1``), a chunked torch path with bounded memory on CPU.
+allocation; the logits' values are gone afterwards). ``loss_scale`` is folded into the gradient written in the
+forward. Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``), a chunked torch path
+with bounded memory on CPU; the aggregation and metrics (``ops._loss``) are shared by both.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
 
-from microcoder_fast.ops.grpo_loss import unpack_flags
+from microcoder_fast.ops import _dispatch, _loss
 from microcoder_fast.reference.fused_grpo_loss import fused_grpo_loss_chunked
-from microcoder_fast.reference.grpo_loss import (
-    METRIC_NAMES,
-    check_loss_args,
-    reduce_terms,
-    sequence_scale,
-)
 
 __all__ = ["fused_grpo_loss"]
 
-_N_METRICS = len(METRIC_NAMES) + 1  # + entropy_mean
+_EXTRA_METRICS = ("entropy_mean",)
+_ROW_LOGP, _ROW_ENT = 6, 7  # rows of the per-token buffer after the loss terms
 
-
-def _use_triton(t: torch.Tensor) -> bool:
-    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def _opt(x: float) -> float | None:
-    return None if x < 0 else x
+# The custom op's arguments, in order (autograd's setup_context and backward address them by name).
+_ARGS = (
+    "logits", "target", "old_logp", "advantages", "mask", "ref_logp", "temperature", "eps_low", "eps_high",
+    "kl_coef", "dual_clip", "agg", "max_len", "loss_scale", "check_target", "compute_grad", "compute_entropy",
+)  # fmt: skip
+_NO_GRADS = (None,) * (len(_ARGS) - 1)
 
 
 def _define_op(name: str, inplace: bool) -> Any:
@@ -44,7 +38,9 @@ def _define_op(name: str, inplace: bool) -> Any:
 
     Two ops share this one signature: ``fused_grpo_loss`` returns the gradient in a new buffer (``grad`` is
     empty when ``compute_grad`` is false); ``fused_grpo_loss_inplace`` writes it over ``logits`` (declared as
-    mutated; ``grad`` is then empty, since an output may not alias an input).
+    mutated; ``grad`` is then empty, since an output may not alias an input). The gradient written is that of
+    ``loss_scale * loss``, which is also the loss returned (the metrics are never scaled). ``mask`` already
+    excludes the ignore-index rows.
     """
 
     def op(
@@ -58,77 +54,71 @@ def _define_op(name: str, inplace: bool) -> Any:
         eps_low: float,
         eps_high: float,
         kl_coef: float,
-        dual_clip: float,
+        dual_clip: float | None,
         agg: str,
-        max_len: float,
+        max_len: float | None,
+        loss_scale: float,
+        check_target: bool,
         compute_grad: bool,
         compute_entropy: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, L, V = logits.shape
+        use_triton = _dispatch.use_triton(logits.device)
+        if check_target or not use_triton:  # the CPU path gathers with the targets: always checked there
+            _check_targets(target, mask, V)
         if inplace:
             grad_buf = logits
         elif compute_grad:
             grad_buf = torch.empty_like(logits, memory_format=torch.contiguous_format)
         else:
             grad_buf = None
-        B, L, V = logits.shape
-        valid = mask != 0
-        bad = valid & ((target < 0) | (target >= V))
-        if bool(bad.any()):
-            idx = bad.nonzero()[0].tolist()
-            raise ValueError(
-                f"fused_grpo_loss: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
-                f"vocabulary [0, {V}); targets of tokens in the mask must index the logits' last dimension"
-            )
-        dual = _opt(dual_clip)
-        mlen = _opt(max_len)
-        if not _use_triton(logits):
-            loss, metrics, stats = fused_grpo_loss_chunked(
-                logits, target, old_logp, advantages, mask, ref_logp, temperature, eps_low, eps_high, kl_coef,
-                dual, agg, mlen, grad_buf, compute_entropy,
-            )  # fmt: skip
-        else:
-            from microcoder_fast.kernels.fused_grpo_loss import fused_grpo_loss_fwd
-
-            scale = sequence_scale(mask, agg, mlen).contiguous()
-            n = B * L
-            per_token = advantages.dim() == 2
-            buf = fused_grpo_loss_fwd(
-                logits if logits.stride(-1) == 1 else logits.contiguous(),
+        scale = _loss.sequence_scale(mask, agg, max_len)
+        # The gradient of loss_scale * loss is written: the scale rides on the per-sequence weights the kernel
+        # multiplies d loss / d logp by (no extra pass over [B, L, V]).
+        grad_scale = scale * loss_scale if loss_scale != 1.0 else scale
+        if use_triton:
+            k = _dispatch.kernels("fused_grpo_loss")
+            rows = k.fused_grpo_loss_fwd(
+                logits,
                 grad_buf,
                 target.reshape(-1).contiguous(),
                 old_logp.reshape(-1).contiguous().to(torch.float32),
                 advantages.reshape(-1).contiguous().to(torch.float32),
                 mask.reshape(-1).contiguous(),
                 ref_logp.reshape(-1).contiguous().to(torch.float32) if ref_logp is not None else None,
-                scale,
+                grad_scale.contiguous(),
                 1.0 / temperature,
                 eps_low,
                 eps_high,
                 kl_coef,
-                dual,
+                dual_clip,
                 compute_entropy,
-                per_token,
+                advantages.dim() == 2,
             )
-            flat_valid = valid.reshape(-1)
-            w = scale.repeat_interleave(L) if n else scale.new_zeros(0)
-            low, high, dl = unpack_flags(buf[4])
-            loss, metrics = reduce_terms(*buf[0:4], low, high, dl, flat_valid, w, kl_coef)
-            stats = buf[6:8]
-        vf = valid.reshape(-1).to(torch.float32)
-        ent_mean = (stats[1] * vf).sum() / vf.sum().clamp(min=1.0)
+        else:
+            rows = fused_grpo_loss_chunked(
+                logits, target, old_logp, advantages, mask, ref_logp, grad_scale, temperature, eps_low, eps_high,
+                kl_coef, dual_clip, grad_buf, compute_entropy,
+            )  # fmt: skip
+        valid = (mask != 0).reshape(-1)
+        loss, metrics = _loss.reduce_token_rows(rows, valid, _loss.token_weights(scale, L), kl_coef)
+        if loss_scale != 1.0:
+            loss = loss * loss_scale
+        vf = valid.to(torch.float32)
+        ent_mean = (rows[_ROW_ENT] * vf).sum() / vf.sum().clamp(min=1.0)
         grad = grad_buf if grad_buf is not None and not inplace else logits.new_empty((0,))
-        return loss, torch.cat([metrics, ent_mean.reshape(1)]), stats, grad
+        return loss, torch.cat([metrics, ent_mean.reshape(1)]), rows[_ROW_LOGP : _ROW_ENT + 1], grad
 
     mutates = ("logits",) if inplace else ()
     custom = torch.library.custom_op(f"microcoder_fast::{name}", op, mutates_args=mutates)
 
     @custom.register_fake
     def _(logits: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        compute_grad = args[-2]  # (..., compute_grad, compute_entropy)
+        compute_grad = args[_ARGS.index("compute_grad") - 1]
         n = logits.shape[0] * logits.shape[1]
         return (
             logits.new_empty((), dtype=torch.float32),
-            logits.new_empty((_N_METRICS,), dtype=torch.float32),
+            logits.new_empty((len(_loss.METRIC_NAMES) + len(_EXTRA_METRICS),), dtype=torch.float32),
             logits.new_empty((2, n), dtype=torch.float32),
             logits.new_empty(logits.shape) if compute_grad and not inplace else logits.new_empty((0,)),
         )
@@ -142,13 +132,11 @@ _define_op("fused_grpo_loss_inplace", inplace=True)
 
 @torch.library.custom_op("microcoder_fast::scale_grad_", mutates_args=("buf",))
 def _scale_grad_(buf: torch.Tensor, scale: torch.Tensor) -> None:
-    """``buf *= scale`` (1-element ``scale``); on CUDA skipped on the device when ``scale == 1``."""
+    """``buf *= scale`` (1-element ``scale``); on the Triton path skipped on the device when ``scale == 1``."""
     if buf.numel() == 0:
         return
-    if _use_triton(buf) and buf.is_contiguous():
-        from microcoder_fast.kernels.fused_grpo_loss import scale_inplace
-
-        scale_inplace(buf, scale.to(torch.float32))
+    if _dispatch.use_triton(buf.device) and buf.is_contiguous():
+        _dispatch.kernels("fused_grpo_loss").scale_inplace(buf, scale.to(torch.float32))
     elif buf.is_cuda:
         buf.mul_(scale.to(buf.dtype))
     elif float(scale) != 1.0:  # CPU: reading the scalar costs nothing
@@ -165,19 +153,17 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor
     # The other outputs (metrics, the saved gradient itself) carry no gradient: without this autograd would
     # materialise zero tensors of their shapes for the backward ([B, L, V] for the gradient output).
     ctx.set_materialize_grads(False)
-    ctx.had_grad = inputs[13]
+    ctx.had_grad = inputs[_ARGS.index("compute_grad")]
 
 
-def _backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> tuple:
+def _backward(ctx: Any, grad_loss: torch.Tensor | None, *unused: Any) -> tuple:
     (grad,) = ctx.saved_tensors
     if grad_loss is None:
-        return (None,) * 15
+        return (None, *_NO_GRADS)
     if not ctx.had_grad:
-        raise RuntimeError(
-            "fused_grpo_loss: the forward ran without a gradient (logits did not require grad)"
-        )
+        raise RuntimeError("fused_grpo_loss: the forward ran without a gradient (logits did not require grad)")
     torch.ops.microcoder_fast.scale_grad_(grad, grad_loss.reshape(1))
-    return (grad,) + (None,) * 14
+    return (grad, *_NO_GRADS)
 
 
 _fused_op.register_autograd(_backward, setup_context=_setup_context)
@@ -187,24 +173,21 @@ class _FusedInplace(torch.autograd.Function):
     """Autograd for the in-place variant: the gradient lives in the (mutated) logits buffer."""
 
     @staticmethod
-    def forward(
-        ctx: Any, logits: torch.Tensor, *args: Any
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, logits: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         loss, metrics, stats, _ = torch.ops.microcoder_fast.fused_grpo_loss_inplace(logits, *args)
         ctx.grad_buf = logits
-        ctx.n_args = len(args)
         ctx.mark_non_differentiable(metrics, stats)
         ctx.set_materialize_grads(False)
         return loss, metrics, stats
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> tuple:
+    def backward(ctx: Any, grad_loss: torch.Tensor | None, *unused: Any) -> tuple:
         grad = ctx.grad_buf
         ctx.grad_buf = None
         if grad_loss is None:
-            return (None,) * (1 + ctx.n_args)
+            return (None, *_NO_GRADS)
         torch.ops.microcoder_fast.scale_grad_(grad, grad_loss.reshape(1))
-        return (grad,) + (None,) * ctx.n_args
+        return (grad, *_NO_GRADS)
 
 
 def fused_grpo_loss(
@@ -223,6 +206,10 @@ def fused_grpo_loss(
     max_len: int | None = None,
     compute_entropy: bool = False,
     inplace_backward: bool = False,
+    *,
+    loss_scale: float = 1.0,
+    check_target: bool = True,
+    ignore_index: int | None = -100,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The GRPO loss of ``ops.grpo_loss`` with ``logp = log_softmax(logits / temperature)[target]`` fused in.
 
@@ -230,7 +217,7 @@ def fused_grpo_loss(
         logits: [B, L, V] fp32 / bf16 / fp16 (last dimension contiguous; leading strides free). ``-inf``
             entries are fine.
         target: [B, L] int32 / int64 sampled token ids; tokens in the mask must be in ``[0, V)`` (a clear error
-            otherwise); masked tokens may hold anything (e.g. -100).
+            otherwise) or equal ``ignore_index``; masked tokens may hold anything.
         old_logp, advantages, mask, eps_low, eps_high, kl_coef, ref_logp, agg, dual_clip, max_len: as
             ``ops.grpo_loss`` (``old_logp`` / ``ref_logp`` must be taken at the same temperature).
         temperature: > 0, a runtime value (never recompiles).
@@ -238,11 +225,21 @@ def fused_grpo_loss(
         inplace_backward: write d(loss)/d(logits) into the logits buffer instead of a new [B, L, V] buffer.
             The logits' values are overwritten in the forward: use only when nothing else needs them (e.g.
             the output of the LM head); the logits must be contiguous. Saves one [B, L, V] allocation.
+        loss_scale: the returned loss is ``loss_scale * loss`` and the gradient written in the forward is that
+            of the scaled loss (e.g. ``1 / gradient_accumulation_steps``). ``loss.backward()`` then costs
+            nothing, where ``(loss / k).backward()`` costs one more read and write of [B, L, V]. The metrics
+            are never scaled. A runtime value (never recompiles).
+        check_target: verify that every target in the mask is in ``[0, V)`` or ``ignore_index`` (one reduction
+            and a host sync). Turn it off inside CUDA graphs; an out-of-range target then gives a NaN loss and
+            gradient row, never an out-of-bounds read.
+        ignore_index: a token whose target equals it is left out of the loss as if its mask were 0 (log-prob,
+            loss and gradient 0; not counted in ``num_tokens``), as in Liger's and flash-attn's cross-entropy.
+            ``None``: no ignore index.
 
     Returns:
         ``(loss, metrics)`` as ``ops.grpo_loss`` (plus ``entropy_mean`` when asked). Differentiable w.r.t.
         ``logits`` only; the gradient is computed in the forward when ``logits.requires_grad`` and grad mode
-        is on (then a backward only scales it).
+        is on (then a backward only scales it, and not at all when the incoming gradient is 1).
     """
     if logits.dim() != 3:
         raise ValueError(f"fused_grpo_loss: logits must be [B, L, V], got shape {tuple(logits.shape)}")
@@ -252,26 +249,19 @@ def fused_grpo_loss(
     if V == 0:
         raise ValueError("fused_grpo_loss: logits have an empty vocabulary dimension (V = 0)")
     if tuple(target.shape) != (B, L):
-        raise ValueError(f"fused_grpo_loss: target must be [B, L]={(B, L)}, got {tuple(target.shape)}")
+        raise ValueError(f"fused_grpo_loss: target must be logits' [B, L]={(B, L)}, got {tuple(target.shape)}")
     if target.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"fused_grpo_loss: target must be int32 or int64 token ids, got {target.dtype}")
-    if tuple(mask.shape) != (B, L):
-        raise ValueError(f"fused_grpo_loss: mask must be [B, L]={(B, L)}, got {tuple(mask.shape)}")
-    check_loss_args(
-        "fused_grpo_loss",
-        old_logp,
-        advantages,
-        mask,
-        ref_logp,
-        eps_low,
-        eps_high,
-        kl_coef,
-        agg,
-        dual_clip,
-        max_len,
-    )
+    _loss.check_loss_args(
+        "fused_grpo_loss", (B, L), "logits' [B, L]", old_logp, advantages, mask, ref_logp, eps_low, eps_high,
+        kl_coef, agg, dual_clip, max_len,
+    )  # fmt: skip
     if not (temperature > 0 and math.isfinite(temperature)):
         raise ValueError(f"fused_grpo_loss: temperature must be a finite number > 0, got {temperature!r}")
+    if isinstance(loss_scale, torch.Tensor) or not math.isfinite(loss_scale):
+        raise ValueError(f"fused_grpo_loss: loss_scale must be a finite Python float, got {loss_scale!r}")
+    if ignore_index is not None:
+        mask = (mask.detach() != 0) & (target != ignore_index)
     if logits.stride(-1) != 1:
         logits = logits.contiguous()
     compute_grad = torch.is_grad_enabled() and logits.requires_grad
@@ -285,9 +275,11 @@ def fused_grpo_loss(
         float(eps_low),
         float(eps_high),
         float(kl_coef),
-        float(dual_clip) if dual_clip is not None else -1.0,
+        None if dual_clip is None else float(dual_clip),
         agg,
-        float(max_len) if max_len is not None else -1.0,
+        None if max_len is None else float(max_len),
+        float(loss_scale),
+        bool(check_target),
     )
     if inplace_backward and compute_grad:
         if not logits.is_contiguous():
@@ -298,8 +290,18 @@ def fused_grpo_loss(
         loss, metrics, _ = _FusedInplace.apply(logits, *args, True, compute_entropy)
     else:
         loss, metrics, _, _ = _fused_op(logits, *args, compute_grad, compute_entropy)
-    m = metrics.detach()
-    out = {name: m[i] for i, name in enumerate(METRIC_NAMES)}
-    if compute_entropy:
-        out["entropy_mean"] = m[len(METRIC_NAMES)]
+    out = _loss.metrics_dict(metrics, _EXTRA_METRICS)
+    if not compute_entropy:
+        del out["entropy_mean"]
     return loss, out
+
+
+def _check_targets(target: torch.Tensor, mask: torch.Tensor, V: int) -> None:
+    """A clear ValueError for a target in the mask outside [0, V) (one reduction; a host sync on CUDA)."""
+    bad = (mask != 0) & ((target < 0) | (target >= V))
+    if bool(bad.any()):
+        idx = bad.nonzero()[0].tolist()
+        raise ValueError(
+            f"fused_grpo_loss: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
+            f"vocabulary [0, {V}); targets of tokens in the mask must index the logits' last dimension (or equal ignore_index)"
+        )

@@ -1,24 +1,19 @@
 """``ops.group_advantages``: group-normalised GRPO advantages (torch.library custom op).
 
-Triton on CUDA (and on CPU tensors under ``TRITON_INTERPRET=1``), the torch reference elsewhere.
+Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``), the torch reference elsewhere.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from microcoder_fast.ops import _dispatch
 from microcoder_fast.reference.group_advantages import (
     check_group_advantages_args,
     group_advantages_reference,
 )
 
 __all__ = ["group_advantages"]
-
-
-def _use_triton(t: torch.Tensor) -> bool:
-    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
 @torch.library.custom_op("microcoder_fast::group_advantages", mutates_args=())
@@ -32,9 +27,8 @@ def _group_advantages_op(
     singleton: str,
     nan_policy: str,
 ) -> torch.Tensor:
-    if not _use_triton(rewards):
+    if not _dispatch.use_triton(rewards.device):
         return group_advantages_reference(rewards, group_size, scale, eps, std, mask, singleton, nan_policy)
-    from microcoder_fast.kernels.group_advantages import group_advantages_triton
 
     nan = torch.isnan(rewards)
     if nan_policy == "raise" and bool(nan.any()):
@@ -54,7 +48,7 @@ def _group_advantages_op(
         batch_std = (ss / denom.clamp(min=1.0)).sqrt()
         if std == "unbiased":
             batch_std = torch.where(cnt <= 1.0, torch.zeros_like(batch_std), batch_std)
-    return group_advantages_triton(
+    return _dispatch.kernels("group_advantages").group_advantages_triton(
         rewards,
         group_size,
         eps,
@@ -109,7 +103,9 @@ def group_advantages(
             ``"raw"`` gives verl's ``r / (1 + eps)`` (verl sets mean 0, std 1 for a group of one; ``r`` when
             there is no std division).
         nan_policy: ``"raise"`` (default) rejects NaN rewards with a clear error; ``"ignore"`` leaves them out of
-            the statistics and gives them advantage 0 (TRL's treatment of unscorable completions).
+            the statistics and gives them advantage 0 (TRL's treatment of unscorable completions). ``"raise"``
+            reads one flag back to the host (a sync on CUDA, so not capturable in a CUDA graph); ``"ignore"``
+            never syncs.
 
     Conventions:
         - verl GRPO (``compute_grpo_outcome_advantage``): ``scale="group", std="unbiased", eps=1e-6,

@@ -2,40 +2,20 @@
 
 The op returns the loss, a metrics vector and ``dloss/dlogp`` (computed in the forward: the gradient is
 row-local once the aggregation weights are known from the mask); the registered autograd formula scales that
-saved gradient by the incoming one. Triton on CUDA (and on CPU tensors under ``TRITON_INTERPRET=1``), the
-torch reference on CPU.
+saved gradient by the incoming one. Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``),
+the torch reference on CPU; the aggregation and the metrics (``ops._loss``) are shared by both paths.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 
-from microcoder_fast.reference.grpo_loss import (
-    check_loss_args,
-    grpo_loss_cpu,
-    metrics_dict,
-    reduce_terms,
-    sequence_scale,
-)
+from microcoder_fast.ops import _dispatch, _loss
+from microcoder_fast.reference.grpo_loss import grpo_token_terms
 
 __all__ = ["grpo_loss"]
-
-
-def _use_triton(t: torch.Tensor) -> bool:
-    return t.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
-
-
-def unpack_flags(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split the kernels' packed per-token flag row (1 clip-low, 2 clip-high, 4 dual) into three bool tensors."""
-    f = flags.to(torch.int32)
-    return (f & 1) != 0, (f & 2) != 0, (f & 4) != 0
-
-
-def _opt(x: float) -> float | None:
-    return None if x < 0 else x
 
 
 @torch.library.custom_op("microcoder_fast::grpo_loss", mutates_args=())
@@ -48,49 +28,32 @@ def _grpo_loss_op(
     eps_low: float,
     eps_high: float,
     kl_coef: float,
-    dual_clip: float,
+    dual_clip: float | None,
     agg: str,
-    max_len: float,
+    max_len: float | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    dual = _opt(dual_clip)
-    mlen = _opt(max_len)
-    if not _use_triton(logp):
-        loss, metrics, grad = grpo_loss_cpu(
-            logp, old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, dual, agg, mlen
+    scale = _loss.sequence_scale(mask, agg, max_len)
+    if _dispatch.use_triton(logp.device):
+        k = _dispatch.kernels("grpo_loss")
+        rows = k.grpo_token_terms_triton(
+            logp, old_logp, advantages, mask, ref_logp, scale, eps_low, eps_high, kl_coef, dual_clip
         )
-        return loss, metrics, grad
-    from microcoder_fast.kernels.grpo_loss import grpo_token_terms_triton
-
-    scale = sequence_scale(mask, agg, mlen)
-    buf = grpo_token_terms_triton(
-        logp, old_logp, advantages, mask, ref_logp, scale, eps_low, eps_high, kl_coef, dual
-    )
+    else:
+        adv = advantages[:, None] if advantages.dim() == 1 else advantages
+        w = scale[:, None].expand(mask.shape)
+        rows = grpo_token_terms(
+            logp, old_logp, adv, mask != 0, ref_logp, w, eps_low, eps_high, kl_coef, dual_clip
+        ).reshape(_loss.N_TERM_ROWS, -1)
     valid = (mask != 0).reshape(-1)
-    w = scale.repeat_interleave(mask.shape[1]) if mask.numel() else scale.new_zeros(0)
-    low, high, dl = unpack_flags(buf[4])
-    loss, metrics = reduce_terms(buf[0], buf[1], buf[2], buf[3], low, high, dl, valid, w, kl_coef)
-    return loss, metrics, buf[5].view(mask.shape)
+    loss, metrics = _loss.reduce_token_rows(rows, valid, _loss.token_weights(scale, mask.shape[1]), kl_coef)
+    return loss, metrics, rows[_loss.ROW_GRAD].view(mask.shape)
 
 
 @_grpo_loss_op.register_fake
-def _(
-    logp: torch.Tensor,
-    old_logp: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    ref_logp: torch.Tensor | None,
-    eps_low: float,
-    eps_high: float,
-    kl_coef: float,
-    dual_clip: float,
-    agg: str,
-    max_len: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from microcoder_fast.reference.grpo_loss import METRIC_NAMES
-
+def _(logp: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
         logp.new_empty((), dtype=torch.float32),
-        logp.new_empty((len(METRIC_NAMES),), dtype=torch.float32),
+        logp.new_empty((len(_loss.METRIC_NAMES),), dtype=torch.float32),
         logp.new_empty(logp.shape, dtype=torch.float32),
     )
 
@@ -98,19 +61,19 @@ def _(
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
     ctx.save_for_backward(output[2])
     # The other outputs (metrics, the saved gradient itself) carry no gradient: without this autograd would
-    # materialise zero tensors of their shapes for the backward ([B, L, V] for the gradient output).
+    # materialise zero tensors of their shapes for the backward.
     ctx.set_materialize_grads(False)
     ctx.logp_dtype = inputs[0].dtype
+    ctx.n_inputs = len(inputs)
 
 
-def _backward(
-    ctx: Any, grad_loss: torch.Tensor, grad_metrics: torch.Tensor, grad_grad: torch.Tensor
-) -> tuple:
+def _backward(ctx: Any, grad_loss: torch.Tensor | None, *unused: torch.Tensor | None) -> tuple:
+    """d logp = saved dloss/dlogp x the incoming gradient; no gradient for any other input."""
     (g,) = ctx.saved_tensors
+    no_grads = (None,) * (ctx.n_inputs - 1)
     if grad_loss is None:
-        return (None,) * 11
-    grad_logp = (g * grad_loss).to(ctx.logp_dtype)
-    return grad_logp, None, None, None, None, None, None, None, None, None, None
+        return (None, *no_grads)
+    return ((g * grad_loss).to(ctx.logp_dtype), *no_grads)
 
 
 _grpo_loss_op.register_autograd(_backward, setup_context=_setup_context)
@@ -162,13 +125,10 @@ def grpo_loss(
         raise ValueError(f"grpo_loss: logp must be [B, L], got shape {tuple(logp.shape)}")
     if not logp.is_floating_point():
         raise TypeError(f"grpo_loss: logp must be floating, got {logp.dtype}")
-    check_loss_args(
-        "grpo_loss", old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef, agg, dual_clip, max_len
-    )
-    if tuple(logp.shape) != tuple(mask.shape):
-        raise ValueError(
-            f"grpo_loss: logp {tuple(logp.shape)} and mask {tuple(mask.shape)} must have one shape"
-        )
+    _loss.check_loss_args(
+        "grpo_loss", tuple(logp.shape), "logp", old_logp, advantages, mask, ref_logp, eps_low, eps_high, kl_coef,
+        agg, dual_clip, max_len,
+    )  # fmt: skip
     loss, metrics, _ = _grpo_loss_op(
         logp,
         old_logp.detach(),
@@ -178,11 +138,11 @@ def grpo_loss(
         float(eps_low),
         float(eps_high),
         float(kl_coef),
-        float(dual_clip) if dual_clip is not None else -1.0,
+        None if dual_clip is None else float(dual_clip),
         agg,
-        float(max_len) if max_len is not None else -1.0,
+        None if max_len is None else float(max_len),
     )
-    out = metrics_dict(metrics)
+    out = _loss.metrics_dict(metrics)
     if entropy is not None:
         if tuple(entropy.shape) != tuple(mask.shape):
             raise ValueError(f"grpo_loss: entropy must have the mask's shape {tuple(mask.shape)}")

@@ -6,20 +6,18 @@
   the test oracle and the "naive" bench provider.
 - ``fused_grpo_loss_chunked``: walks the tokens in chunks of bounded size; per chunk it computes logp (and the
   entropy), the per-token GRPO terms and ``g = dloss/dlogp`` (row-local given the aggregation weights), and
-  writes ``g · (onehot - softmax) / T`` into the gradient buffer (which may be the logits buffer). Peak extra
-  memory: a few chunk-sized fp32 tiles plus the gradient buffer (none when in place).
+  writes ``g · (onehot - softmax) / T`` into the gradient buffer (which may be the logits buffer). Returns the
+  same [8, N] per-token rows as the Triton kernel (the op reduces both the same way). Peak extra memory: a few
+  chunk-sized fp32 tiles plus the gradient buffer (none when in place).
+
+Imports torch and the other references only.
 """
 
 from __future__ import annotations
 
 import torch
 
-from microcoder_fast.reference.grpo_loss import (
-    grpo_loss_reference,
-    grpo_token_terms,
-    reduce_terms,
-    sequence_scale,
-)
+from microcoder_fast.reference.grpo_loss import grpo_loss_reference, grpo_token_terms
 
 DEFAULT_CHUNK_BYTES = 32 << 20  # fp32 bytes of one [rows, V] chunk
 
@@ -93,34 +91,34 @@ def fused_grpo_loss_chunked(
     advantages: torch.Tensor,
     mask: torch.Tensor,
     ref_logp: torch.Tensor | None,
+    seq_scale: torch.Tensor,
     temperature: float,
     eps_low: float,
     eps_high: float,
     kl_coef: float,
     dual_clip: float | None,
-    agg: str,
-    max_len: float | None,
     grad_out: torch.Tensor | None,
     compute_entropy: bool,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Chunked forward + gradient. ``grad_out`` [B, L, V] receives d(loss)/d(logits) (may be ``logits``
-    itself; None = no gradient). Returns (loss, metrics vector, [2, B*L] fp32 rows logp and entropy)."""
+) -> torch.Tensor:
+    """Chunked forward + gradient. ``seq_scale`` [B] holds the aggregation weight of each sequence; ``grad_out``
+    [B, L, V] receives d(loss)/d(logits) (may be ``logits`` itself; None = no gradient).
+
+    Returns fp32 [8, B*L] rows: pg, kl, ratio, -clamped log-ratio, packed flags, dloss/dlogp, logp, entropy
+    (zeros for masked tokens), as ``kernels.fused_grpo_loss`` writes them."""
     B, L, V = logits.shape
     n = B * L
     inv_t = 1.0 / temperature
     valid = (mask != 0).reshape(-1)
-    scale = sequence_scale(mask, agg, max_len)
-    w = scale.repeat_interleave(L) if n else scale.new_zeros(0)
+    w = seq_scale.to(torch.float32).repeat_interleave(L) if n else seq_scale.new_zeros(0, dtype=torch.float32)
     tgt = target.reshape(-1)
     old = old_logp.reshape(-1)
     adv = advantages.repeat_interleave(L) if advantages.dim() == 1 else advantages.reshape(-1)
     ref = ref_logp.reshape(-1) if ref_logp is not None else None
-    logp = torch.zeros(n, dtype=torch.float32, device=logits.device)
-    ent = torch.zeros(n, dtype=torch.float32, device=logits.device)
     chunk_rows = max(1, chunk_bytes // max(4 * V, 1))
     flat = _flattenable(logits) and (grad_out is None or _flattenable(grad_out))
-    terms_parts: list[dict[str, torch.Tensor]] = []
+    out = torch.zeros(8, n, dtype=torch.float32, device=logits.device)
+    logp, ent = out[6], out[7]
     for sl in _row_slices(B, L, chunk_rows, flat) if n else []:
         rows = _rows(logits, sl, flat)
         v = valid[sl]
@@ -154,31 +152,12 @@ def fused_grpo_loss_chunked(
             kl_coef,
             dual_clip,
         )
-        terms_parts.append(tm)
+        out[:6, sl] = tm
         if grad_out is not None:
-            g = tm["grad"] * inv_t
+            g = tm[5] * inv_t
             p.mul_(-g[:, None])
             p.scatter_add_(1, t[:, None], g[:, None])
             p[~v] = 0.0
             _rows(grad_out, sl, flat).copy_(p)
         del p
-    if terms_parts:
-        terms = {k: torch.cat([tp[k] for tp in terms_parts]) for k in terms_parts[0]}
-        # Reorder is not needed: blocks cover 0..n in order.
-    else:
-        z0 = torch.zeros(0, device=logits.device)
-        b0 = torch.zeros(0, dtype=torch.bool, device=logits.device)
-        terms = {"pg": z0, "kl": z0, "ratio": z0, "nlr": z0, "clip_low": b0, "clip_high": b0, "dual": b0}
-    loss, metrics = reduce_terms(
-        terms["pg"],
-        terms["kl"],
-        terms["ratio"],
-        terms["nlr"],
-        terms["clip_low"],
-        terms["clip_high"],
-        terms["dual"],
-        valid,
-        w,
-        kl_coef,
-    )
-    return loss, metrics, torch.stack([logp, ent])
+    return out

@@ -9,7 +9,7 @@ log-prob against an fp64 reference on 64 rows.
 CPU: peak extra resident memory and time of naive against ours at 4096 x 151,936 (hidden size 256 by default:
 CPU GEMMs are slow), each in a fresh subprocess (peak RSS from /proc/self/status, reset via clear_refs).
 
-    python bench/bench_linear_logprobs.py [--tokens 4096] [--vocab 151936] [--hidden 4096] [--out bench/results/x.md]
+    python bench/bench_linear_token_logprobs.py [--tokens 4096] [--vocab 151936] [--hidden 4096] [--out bench/results/x.md]
 """
 
 from __future__ import annotations

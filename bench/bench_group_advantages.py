@@ -3,7 +3,7 @@
 (ops.group_advantages: Triton on CUDA, torch reference on CPU). Rows: responses {4096, 65536, 1048576} x group size
 {8, 16}; median ms and max error against an fp64 computation.
 
-    python bench/bench_advantages.py [--out bench/results/<card>-advantages.md]
+    python bench/bench_group_advantages.py [--out bench/results/<card>-group_advantages.md]
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 
@@ -19,7 +18,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(1, HERE)  # bench/_common.py, also when this file is loaded by path rather than run
 
-from _common import emit  # noqa: E402
+from _common import emit, time_ms  # noqa: E402
 
 from microcoder_fast.ops.group_advantages import group_advantages  # noqa: E402
 
@@ -45,21 +44,6 @@ def ours(r, g):
 
 
 PROVIDERS = {"naive torch": naive, "torch.compile": _compiled, "TRL formula": trl, "ours": ours}
-
-
-def timeit(fn, reps: int) -> float:
-    cuda = torch.cuda.is_available()
-    times = []
-    for _ in range(reps + 2):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    times = sorted(times[2:])
-    return 1e3 * times[len(times) // 2]
 
 
 def main() -> None:
@@ -88,13 +72,13 @@ def main() -> None:
                         else ((x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + eps)).view(-1)
                     )
                     err = float((out.double() - ex).abs().max())
-                    ms = timeit(lambda fn=fn, r=r, g=g: fn(r, g), args.reps)
+                    ms = time_ms(lambda fn=fn, r=r, g=g: fn(r, g), args.reps)
                     lines.append(f"| {n} | {g} | {name} | {ms:.3f} | {err:.1e} |")
                 except ImportError:
                     continue
                 print(lines[-1], flush=True)
     table = "\n".join(lines)
-    heading = "# bench_advantages\n\n`python bench/bench_advantages.py " + " ".join(sys.argv[1:]) + "`\n\n"
+    heading = "# bench_group_advantages\n\n`python bench/bench_group_advantages.py " + " ".join(sys.argv[1:]) + "`\n\n"
     emit(table, args.out, heading=heading)
 
 

@@ -9,7 +9,7 @@ CPU: what a CPU can show -- peak extra resident memory and time of the naive pat
 reference) at 4096 x 151,936, each measurement in a fresh subprocess (peak RSS read from /proc/self/status,
 reset through /proc/self/clear_refs after the inputs are built).
 
-    python bench/bench_logprobs.py [--tokens 4096 8192] [--vocab 151936] [--dtype bf16] [--out bench/results/x.md]
+    python bench/bench_token_logprobs.py [--tokens 4096 8192] [--vocab 151936] [--dtype bf16] [--out bench/results/x.md]
 """
 
 from __future__ import annotations
