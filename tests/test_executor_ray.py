@@ -128,6 +128,15 @@ def test_submit_future_and_bad_input(rex):
         rex.submit("print(1)", "not a problem")
     with pytest.raises(TypeError, match="unknown Executor option"):
         RayExecutor(workers_per_node=1, time_limit=3)
+    with pytest.raises(TypeError, match="workers_per_node"):
+        Executor(backend="ray", workers=2)
+    with pytest.raises(ValueError, match="backend must be"):
+        Executor(backend="dask")
+    # Executor(backend="ray") is the Ray judge, with the same methods
+    with Executor(backend="ray", workers_per_node=1, **OPTIONS) as ex:
+        assert isinstance(ex, RayExecutor)
+        assert [r.verdict for r in ex.judge([("print(3)\n", ADD), ("a, b = map(int, input().split())\nprint(a + b)\n", ADD)])] == [
+            Verdict.WA, Verdict.AC]
 
 
 def test_streaming_yields_in_completion_order(rex):

@@ -47,7 +47,21 @@ class Executor:
     Every mode's verdict is the one a run in that mode alone would give: with stop-on-first-failure the
     child keeps running tests until every mode has failed one (never a verdict read off a run cut short by
     another mode's failure), so extra tests run only where the modes disagree.
+    ``backend="ray"`` returns a :class:`~microcoder_fast.executor.ray_backend.RayExecutor` instead
+    (``address``, ``workers_per_node`` and these options, judged on every node of a Ray cluster).
     """
+
+    def __new__(cls, *args: object, backend: str = "local", **kwargs: object) -> Executor:
+        if backend == "ray":
+            if args:
+                raise TypeError("Executor(backend='ray') takes keyword arguments only (address=..., "
+                                "workers_per_node=..., and the executor options)")
+            from microcoder_fast.executor.ray_backend import RayExecutor
+
+            return RayExecutor(**kwargs)  # type: ignore[return-value,arg-type]
+        if backend != "local":
+            raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -62,6 +76,7 @@ class Executor:
         isolation: str = "full",
         preimport_numpy: bool | str = "auto",
         pipeline: int = 4,
+        backend: str = "local",  # "ray": see __new__
     ) -> None:
         if not isinstance(workers, int) or workers < 1:
             raise ValueError(f"workers must be an int >= 1, got {workers!r}")

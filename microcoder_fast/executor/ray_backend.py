@@ -177,6 +177,9 @@ class RayExecutor:
         from microcoder_fast.executor.api import Executor
 
         known = set(inspect.signature(Executor.__init__).parameters) - {"self", "workers", "backend"}
+        if "workers" in executor_options:
+            raise TypeError("the Ray backend sizes each node with workers_per_node= (default: the node's CPUs), "
+                            "not workers=")
         unknown = sorted(set(executor_options) - known)
         if unknown:
             raise TypeError(f"unknown Executor option(s) {unknown}; the Ray backend accepts {sorted(known)}")
@@ -287,9 +290,9 @@ class RayExecutor:
     def submit(self, code: str | bytes, problem: Any, stop_on_first_failure: bool = True,
                return_output: bool | None = None) -> Future:
         """Judge one generation on the cluster; the Future's result is a :class:`Result`."""
-        from microcoder_fast.executor.api import _check_item
+        from microcoder_fast.executor.types import check_item
 
-        _check_item(code, problem, None)
+        check_item(code, problem, None)
         return self._submit(code, problem, stop_on_first_failure, None, return_output)
 
     def judge(self, items: Iterable[tuple[str | bytes, Any]], stop_on_first_failure: bool = True,
@@ -308,7 +311,7 @@ class RayExecutor:
         """Yield each Result as soon as its node returns it (completion order; ``result.index`` is the input
         position). The input is consumed lazily, at most ``max_in_flight`` items ahead (default: twice the
         cluster's slots, re-read as nodes join). Leaving the loop early, or Ctrl-C, cancels the rest."""
-        from microcoder_fast.executor.api import _check_item
+        from microcoder_fast.executor.types import check_item
 
         done: queue.SimpleQueue = queue.SimpleQueue()
         futs: set[Future] = set()
@@ -326,7 +329,7 @@ class RayExecutor:
                     if not (isinstance(item, (tuple, list)) and len(item) == 2):
                         raise TypeError(f"item {i} must be a (code, Problem) pair, got {type(item).__name__}")
                     code, problem = item
-                    _check_item(code, problem, i)
+                    check_item(code, problem, i)
                     fut = self._submit(code, problem, stop_on_first_failure, i, return_output)
                     futs.add(fut)
                     fut.add_done_callback(done.put)
@@ -463,7 +466,7 @@ class RayExecutor:
         self._capacity = sum(m.capacity for m in self._nodes.values() if m.ready and not m.dead)
 
     def _ie(self, job: _Job, why: str) -> Any:
-        from microcoder_fast.executor.api import Result, Verdict
+        from microcoder_fast.executor.types import Result, Verdict
 
         return Result(Verdict.IE, 0, len(job.problem.tests), message=why, index=job.index,
                       problem_id=job.problem.id)
