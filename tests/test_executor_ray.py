@@ -25,7 +25,8 @@ from microcoder_fast.executor.ray_backend import RayExecutor  # noqa: E402
 pytestmark = pytest.mark.slow
 
 NODE = dict(num_cpus=1, object_store_memory=100 * 2**20)
-OPTIONS = dict(time_limit_s=1.0, memory_limit_mb=512, output_limit_mb=1)
+# two compare modes: per-mode verdicts must cross the cluster too
+OPTIONS = dict(time_limit_s=1.0, memory_limit_mb=512, output_limit_mb=1, compare=("default", "lcb"))
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +77,15 @@ def _mixed() -> list[tuple[str, Problem]]:
         ("import sys\nsys.exit(3)\n", ADD),  # RE: exit status
         ("class Solution:\n    def f(self, a, b):\n        return a + b\n", CALL),
         ("class Solution:\n    def f(self, a, b):\n        return [a, b]\n", CALL),  # WA
+        ("print(' 3 ')\n", Problem([TestCase("", "3\n")], id="spaces")),  # the modes may differ here
         (good, Problem([TestCase("1\n", "1")], fn_name="g", id="noclass")),  # call mode without a Solution
         (good, Problem([TestCase("{bad\n", "1")], fn_name="g", id="ie")),  # IE: inputs are not JSON
     ]
 
 
 def _key(r) -> tuple:
-    return (r.index, r.problem_id, r.verdict, r.passed, r.total, r.message,
-            [(t.index, t.verdict, t.exit_code, t.signal, t.message) for t in r.tests])
+    return (r.index, r.problem_id, r.verdict, r.passed, r.total, r.message, r.modes,
+            [(t.index, t.verdict, t.exit_code, t.signal, t.message, t.verdicts, t.messages) for t in r.tests])
 
 
 def _sleepers(n: int, seconds: float) -> tuple[list, list]:
@@ -110,6 +112,7 @@ def test_verdicts_match_local_executor_and_spread(rex):
     assert [_key(r) for r in got] == [_key(r) for r in want]
     assert {r.verdict for r in got} >= {Verdict.AC, Verdict.WA, Verdict.RE, Verdict.TLE, Verdict.CE, Verdict.MLE,
                                         Verdict.OLE, Verdict.IE}
+    assert sum(len(r.modes) == 2 for r in got) >= len(items) - 2, [r.modes for r in got]
     # program output stays on the node unless asked for
     assert want[3].tests[0].stderr_tail.startswith("boom") and got[3].tests[0].stderr_tail == ""
     [asked] = rex.judge([items[3]], return_output=True)
