@@ -1,4 +1,4 @@
-"""pass@k: the unbiased estimator against hand-computed values and the binomial formula."""
+"""pass@k: the unbiased estimator against hand-computed values and the binomial formula; the sampling s.e. of pass@1."""
 
 from __future__ import annotations
 
@@ -63,3 +63,21 @@ def test_agrees_with_livecodebench_estimator():
         theirs = pk.estimate_pass_at_k(ns, cs, k)
         ours = [pass_at_k(n, c, k) for n, c in zip(ns, cs)]
         assert ours == pytest.approx(list(theirs), abs=1e-12)
+
+
+def test_pass_at_1_se_matches_the_sampling_spread():
+    """The logged standard error equals the spread of mean pass@1 over repeated evaluations of fixed problems."""
+    import numpy as np
+
+    from microcoder_fast.data.passk import pass_at_1_se
+
+    assert pass_at_1_se([(4, 2), (4, 0)]) == pytest.approx((0.5 * 0.5 / 3) ** 0.5 / 2)
+    assert pass_at_1_se([(4, 4), (4, 0)]) == 0.0
+    assert pass_at_1_se([(1, 1), (4, 0)]) is None and pass_at_1_se([]) is None
+    rng = np.random.default_rng(0)
+    p = np.array([0.0, 0.05, 0.1, 0.3, 0.6, 0.9, 0.02, 0.5])
+    n = 16
+    draws = rng.binomial(n, p, size=(4000, len(p)))
+    spread = draws.mean(axis=1).std() / n
+    estimates = [pass_at_1_se([(n, int(c)) for c in row]) for row in draws[:400]]
+    assert np.mean(estimates) == pytest.approx(spread, rel=0.1)

@@ -50,7 +50,8 @@ def _rows(b, old_logp, adv):  # noqa: ANN001, ANN202
 def _fixed_global(model):  # noqa: ANN001, ANN202
     """4 prompts x 2 responses of varied lengths, advantages, and old log-probs (off-policy by a fixed
     perturbation, so the clip engages): the same tensors in every process."""
-    from microcoder_fast.rl.trainer import make_batch, response_logprobs
+    from microcoder_fast.rl.batching import make_batch
+    from microcoder_fast.rl.policy import response_logprobs
 
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(1, 250, (n,), generator=g).tolist() for n in (5, 3, 7, 4)]
@@ -66,7 +67,7 @@ def _fixed_global(model):  # noqa: ANN001, ANN202
 
 def _local_batch(rank: int, rows_p, rows_r, adv, old):  # noqa: ANN001, ANN202
     """Rank ``rank``'s share: prompts rank, rank + 2 (strided), each with its whole group."""
-    from microcoder_fast.rl.trainer import make_batch
+    from microcoder_fast.rl.batching import make_batch
 
     seqs = [2 * p + j for p in (rank, rank + 2) for j in range(2)]
     b = make_batch([rows_p[i] for i in seqs], [rows_r[i] for i in seqs], pad=0)
@@ -225,7 +226,7 @@ def test_data_order_disjoint_and_resumed(two_rank_run):
 def _global_batch(recs, mb: int):  # noqa: ANN001, ANN202
     """Step 1's global mini-batch ``mb``: rank 0's then rank 1's share (each rank: 1 prompt x 2 responses)."""
     rows = [row for rec in recs for row in rec["updates"][0]["rows"][2 * mb : 2 * mb + 2]]
-    from microcoder_fast.rl.trainer import make_batch
+    from microcoder_fast.rl.batching import make_batch
 
     b = make_batch([r[0] for r in rows], [r[1] for r in rows], pad=0)
     old = torch.zeros(b.responses.shape)
@@ -239,7 +240,7 @@ def test_one_step_equals_single_process(two_rank_run):
     from transformers import AutoModelForCausalLM
 
     from microcoder_fast.rl.config import load_config
-    from microcoder_fast.rl.trainer import grpo_update
+    from microcoder_fast.rl.update import grpo_update
 
     out, recs, _ = two_rank_run
     assert all(torch.equal(recs[0]["updates"][0]["before"][k], recs[1]["updates"][0]["before"][k])
@@ -284,7 +285,8 @@ def test_sgd_update_equals_single_process(two_rank_run, agg):
     missing factor shows directly in the weights."""
     from transformers import AutoModelForCausalLM
 
-    from microcoder_fast.rl.trainer import grpo_update, make_batch
+    from microcoder_fast.rl.batching import make_batch
+    from microcoder_fast.rl.update import grpo_update
 
     out, recs, _ = two_rank_run
     model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")

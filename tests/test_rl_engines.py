@@ -14,7 +14,8 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 from microcoder_fast.rl.engines import HFEngine, vllm_available  # noqa: E402
 from microcoder_fast.rl.model import build_tiny_model  # noqa: E402
-from microcoder_fast.rl.trainer import make_batch, response_logprobs  # noqa: E402
+from microcoder_fast.rl.batching import make_batch  # noqa: E402
+from microcoder_fast.rl.policy import response_logprobs  # noqa: E402
 
 PROMPTS = [[10, 11, 12, 13, 14], [20, 21, 22]]
 

@@ -12,7 +12,9 @@ import torch
 from microcoder_fast.ops.grpo_loss import grpo_loss
 from microcoder_fast.rl.config import load_config
 from microcoder_fast.rl.model import build_tiny_model
-from microcoder_fast.rl.trainer import grpo_update, make_batch, response_logprobs, set_compute_dtype
+from microcoder_fast.rl.batching import make_batch
+from microcoder_fast.rl.policy import response_logprobs, set_compute_dtype
+from microcoder_fast.rl.update import grpo_update
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "Extraction": "extract",
     "pass_at_k": "passk",
     "mean_pass_at_k": "passk",
+    "pass_at_1_se": "passk",
     # The embedded tiny problem set (microcoder_fast/data/embedded.py, owned by the trainer side).
     "load_embedded": "embedded",
 }

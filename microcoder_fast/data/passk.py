@@ -1,14 +1,16 @@
 """The unbiased pass@k estimator (Chen et al., 2021): with n samples of which c are correct,
 pass@k = 1 - C(n - c, k) / C(n, k), the chance that k samples drawn without replacement hold a correct one;
-and `summarize`, pass@k over judged sample rows (overall, by platform, by difficulty, per compare mode).
+the sampling standard error of mean pass@1 (`pass_at_1_se`); and `summarize`, pass@k over judged sample rows
+(overall, by platform, by difficulty, per compare mode).
 
 pass@k is a fraction in [0, 1] everywhere in the package (the trainer's pass@1 too). Imports nothing heavy.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -42,6 +44,17 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], k: int) -> tuple[float | N
     if not vals:
         return None, 0
     return sum(vals) / len(vals), len(vals)
+
+
+def pass_at_1_se(counts: Sequence[tuple[int, int]]) -> float | None:
+    """Standard error of mean pass@1 over a *fixed* problem set from sampling alone: with p_i = c_i / n_i,
+    sqrt(sum_i p_i (1 - p_i) / (n_i - 1)) / P (the unbiased variance of each problem's sample mean). This is
+    the noise that separates two evaluations of the same problems (before vs after RL); it does not include
+    the spread over which problems were chosen. None when some problem has fewer than 2 samples."""
+    if not counts or any(n < 2 for n, _ in counts):
+        return None
+    var = sum((c / n) * (1 - c / n) / (n - 1) for n, c in counts)
+    return math.sqrt(var) / len(counts)
 
 
 def summarize(rows: Iterable[dict[str, Any]], modes: list[str], ks: list[int]) -> dict[str, Any]:

@@ -17,8 +17,8 @@ Topology (one step, K ranks; ``train_batch_size`` and ``ppo_mini_batch_size`` mu
   the same sequences as in a single process. Resume keeps the data order: the position is the global step.
 * **Rollouts.** Every rank generates its own prompts' groups with its own engine (HF ``generate`` on an
   unsharded rollout copy of the policy, or a vLLM replica per rank: ``distributed_executor_backend=
-  "external_launcher"``, ``data_parallel_size=K``, which needs ``VLLMEngine(llm_kwargs=...)``; not yet run
-  on GPUs) and judges them with its own executor, overlapped with generation. A group never straddles ranks, so group
+  "external_launcher"``, ``data_parallel_size=K``, passed as ``VLLMEngine(llm_kwargs=vllm_llm_kwargs(ctx))``;
+  not yet run on GPUs) and judges them with its own executor, overlapped with generation. A group never straddles ranks, so group
   advantages and the truncation mask are computed locally. Sampling and mask draws are seeded per rank.
 * **Loss.** Token-mean: each micro-batch's loss is weighted by its tokens over the *global* mini-batch
   token count (an all-reduce), seq-mean modes by sequences over the global count; the loss is multiplied
@@ -422,20 +422,6 @@ def check_resume_world(state: dict[str, Any], ckpt: Path, ctx: DistContext) -> N
             f"`torchrun --nproc_per_node {saved}` (or without torchrun when it is 1); to change the world size start a "
             f"new run from its HF model (model={ckpt / 'model'})")
 
-
-
-def vllm_engine_kwargs(ctx: DistContext, engine_cls: Any) -> dict[str, Any]:
-    """Keyword arguments for ``VLLMEngine`` so each rank's engine is one data-parallel vLLM replica."""
-    extra = vllm_llm_kwargs(ctx)
-    if not extra:
-        return {}
-    import inspect
-
-    if "llm_kwargs" not in inspect.signature(engine_cls).parameters:
-        raise RuntimeError("engine=vllm under torchrun needs VLLMEngine(llm_kwargs=...) to pass "
-                           "distributed_executor_backend='external_launcher' to vllm.LLM; this install's "
-                           "VLLMEngine lacks it: use engine=hf, or run without torchrun")
-    return {"llm_kwargs": extra}
 
 
 def make_rollout_copy(model_dir: str, dtype: torch.dtype, device: torch.device, policy: torch.nn.Module) -> torch.nn.Module:

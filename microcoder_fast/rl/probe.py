@@ -1,5 +1,5 @@
 """``microcoder-train probe-temperature``: measure the initial model's output diversity over a grid of T and
-pick the training temperature by the rule documented in `microcoder_fast.rl.temperature`.
+pick the training temperature by the rule documented in `microcoder_fast.rl.temperature` (diversity from `microcoder_fast.rl.diversity`).
 
 It builds the trainer exactly as training would (including the supervised warm-up when ``sft_steps > 0``,
 since the probe must see the model RL starts from), samples ``group_size`` responses for ``probe_prompts``
@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from microcoder_fast.rl.config import TrainConfig
-from microcoder_fast.rl.temperature import ProbeRow, batch_diversity, parse_grid, select_temperature
+from microcoder_fast.rl.diversity import batch_diversity
+from microcoder_fast.rl.temperature import ProbeRow, parse_grid, select_temperature
 
 
 def probe_temperature(cfg: TrainConfig) -> dict[str, Any]:
