@@ -168,6 +168,46 @@ def test_compare_side_by_side_lists_disagreements(tmp_path, capsys):
     assert "== compare: lcb" in text
 
 
+def test_several_compare_modes_judge_each_program_once(tmp_path, capsys, monkeypatch):
+    """--compare lcb, then --compare default,lcb on the same --out: the second run judges every sample once
+    (one executor, every mode), and the file ends with one row per sample holding both verdicts."""
+    import microcoder_fast.executor as executor_pkg
+
+    close = "a, b = map(int, input().split())\nprint((a + b) / 2 + 1e-10)\n"
+    problems, samples, out = _files(tmp_path, samples=[
+        {"question_id": "avg", "code": close}, {"question_id": "add", "code": ADD_WRONG},
+        {"question_id": "lc1", "code": LC_OK}])
+    real = executor_pkg.Executor
+    made, judged = [], []
+
+    class Counting(real):
+        def __init__(self, *a, **kw):
+            made.append(kw.get("compare"))
+            super().__init__(*a, **kw)
+
+        def judge_iter(self, items, *a, **kw):
+            items = list(items)
+            judged.extend(items)
+            return super().judge_iter(items, *a, **kw)
+
+    monkeypatch.setattr(executor_pkg, "Executor", Counting)
+    args = ["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]
+    assert main(args + ["--compare", "lcb"]) == 0
+    assert made == [("lcb",)] and len(judged) == 3
+    made.clear(), judged.clear()
+    assert main(args + ["--compare", "default,lcb"]) == 0
+    assert made == [("default", "lcb")] and len(judged) == 3  # each program once, not once per mode
+    assert "not judged in compare mode default" in capsys.readouterr().err
+    rows = sorted(_rows(out), key=lambda r: r["line"])
+    assert len(rows) == 3 and [r["verdicts"] for r in rows] == [
+        {"default": "AC", "lcb": "WA"}, {"default": "WA", "lcb": "WA"}, {"default": "AC", "lcb": "AC"}]
+    # both modes stored: asking for either alone (or both) judges nothing
+    made.clear()
+    for modes in ("default", "lcb", "lcb,default"):
+        assert main(args + ["--compare", modes]) == 0
+    assert made == []
+
+
 def test_release_filter_turns_other_problems_into_unknown_ids(tmp_path, capsys):
     _needs_executor()
     problems, samples, out = _files(tmp_path)
@@ -270,7 +310,7 @@ def test_internal_errors_are_retried_on_resume(tmp_path, capsys):
     out.write_text(json.dumps(fake_ie) + "\n")
     assert main(["--problems", str(problems), "--samples", str(samples), "--out", str(out), "--no-progress"]) == 0
     rows = _rows(out)
-    assert [r["verdicts"]["default"] for r in rows] == ["IE", "AC"]  # appended; the last row per sample counts
+    assert [r["verdicts"]["default"] for r in rows] == ["AC"]  # judged again; the file keeps one row per sample
     assert "AC=1" in capsys.readouterr().out
 
 
@@ -340,17 +380,19 @@ def test_resume_never_reuses_a_verdict_judged_with_other_settings(tmp_path, caps
     assert main(args) == 0 and len(_rows(out)) == n
     assert "2 of 2 samples already judged" in capsys.readouterr().err
     # a changed time limit, a changed test selection and a changed problem are each judged again
-    for extra in (["--time-limit", "3"], ["--max-tests", "1"], ["--all-tests"]):
-        n = len(_rows(out))
-        assert main(args + extra) == 0 and len(_rows(out)) == n + 2, extra
+    for extra, changed in ((["--time-limit", "3"], {"time_limit_s": 3.0}), (["--max-tests", "1"], {"max_tests": 1}),
+                           (["--all-tests"], {"all_tests": True})):
+        assert main(args + extra) == 0
+        assert f"judging 2 sample(s) in {out} again: settings changed" in capsys.readouterr().err
+        rows = _rows(out)
+        assert len(rows) == 2 and all(r["settings"] == _stamp(problems, "add", **changed)["settings"] for r in rows)
     rows = _lcb_rows()
     rows[0]["private_test_cases"] = json.dumps([{"input": "5 5\n", "output": "10\n", "testtype": "stdin"}])
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    n = len(_rows(out))
     assert main(args + ["--all-tests"]) == 0
-    new = _rows(out)[n:]
-    assert [r["problem_id"] for r in new] == ["add"]  # only the sample of the problem that changed
-    assert "its problem changed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    # only the sample of the problem that changed
+    assert "judging 1 sample(s)" in err and "its problem changed" in err and "1 of 2 samples already judged" in err
 
 
 def test_rows_are_written_as_they_arrive_and_an_interrupt_keeps_them(tmp_path, capsys, monkeypatch):

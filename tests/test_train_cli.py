@@ -21,11 +21,11 @@ def _exit_code(argv, capsys):
 def test_config_prints_the_preset_and_where_each_changed_key_came_from(tmp_path, capsys):
     f = tmp_path / "small.yaml"
     f.write_text("total_steps: 3\n")
-    cfg = cli._config(["--config", str(f), "seed=7"], "microcoder-train")
+    cfg = cli._config(["--config", str(f), "seed=7", "eval_before=true"], "microcoder-train")
     out = capsys.readouterr().out
     assert cfg.total_steps == 3 and cfg.train_batch_size == 16 and cfg.seed == 7
     assert out.startswith("config: preset embedded (the CPU demo's sizes)")
-    assert f"from {f}: total_steps=3" in out and "from command line: seed=7" in out
+    assert f"from {f}: total_steps=3" in out and "from command line: seed=7 eval_before=True" in out  # given: listed even at its default
     assert "from preset embedded:" in out and "max_response_length=48" in out
     f.write_text("preset: none\ntotal_steps: 3\n")
     cli._config(["--config", str(f)], "microcoder-train")

@@ -77,8 +77,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None,
                     help="per-sample results JSONL (default: <samples>.results.jsonl); reused to resume")
     ap.add_argument("--compare", default="default",
-                    help="comparison mode(s): default | lcb | microcoder, or several comma-separated "
-                         "(side by side; samples whose verdicts differ are listed)")
+                    help="comparison mode(s): default | lcb | microcoder, or several comma-separated: each "
+                         "program runs once and is compared in every mode (one row per sample with each mode's "
+                         "verdict; samples whose verdicts differ are listed)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel sandboxes")
     ap.add_argument("--k", default="1", help="pass@k values, comma-separated (default 1)")
     ap.add_argument("--release", default=None, help="LiveCodeBench release window, e.g. v6, release_v5")
@@ -143,20 +144,15 @@ def _load_problems(args: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"cannot load problems: {e}") from e
 
 
-def _judge(executors: dict[str, Any], jobs: list[tuple[Sample, Any, str, str]], problems_exec: dict[str, Any],
-           args: argparse.Namespace, bar: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Judge (sample, problem, program, how) jobs; yield ``(job index, {mode: result})`` as each sample's
-    results are complete."""
+def _judge(executor: Any, jobs: list[tuple[Sample, Any, str, str]], problems_exec: dict[str, Any],
+           args: argparse.Namespace, bar: Any) -> Iterator[tuple[int, Any]]:
+    """Judge (sample, problem, program, how) jobs once each, compared in every requested mode; yield
+    ``(job index, result)`` as each arrives (``result.modes[mode]`` holds each mode's verdict)."""
     items = [(prog, problems_exec[s.problem_id]) for s, _, prog, _ in jobs]
-    pending: dict[int, dict[str, Any]] = {}
-    for mode in args.modes:
-        for r in executors[mode].judge_iter(items, stop_on_first_failure=not args.all_tests):
-            got = pending.setdefault(r.index, {})
-            got[mode] = r
-            if bar is not None:
-                bar.update(1)
-            if len(got) == len(args.modes):
-                yield r.index, pending.pop(r.index)
+    for r in executor.judge_iter(items, stop_on_first_failure=not args.all_tests):
+        if bar is not None:
+            bar.update(1)
+        yield r.index, r
 
 
 def _base_row(sample: Sample, problem: Any, status: str) -> dict[str, Any]:
@@ -165,16 +161,15 @@ def _base_row(sample: Sample, problem: Any, status: str) -> dict[str, Any]:
             "difficulty": getattr(problem, "difficulty", None)}
 
 
-def _result_row(sample: Sample, problem: Any, how: str, results: dict[str, Any], modes: list[str]) -> dict[str, Any]:
+def _result_row(sample: Sample, problem: Any, how: str, result: Any, modes: list[str]) -> dict[str, Any]:
     row = _base_row(sample, problem, "judged")
-    row.update({"extraction": how, "verdicts": {}, "tests_passed": {}, "tests_total": None})
+    row.update({"extraction": how, "verdicts": {}, "tests_passed": {}, "tests_total": int(result.total)})
     for m in modes:
-        r = results[m]
-        row["verdicts"][m] = str(getattr(r.verdict, "value", r.verdict))
-        row["tests_passed"][m] = int(r.passed)
-        row["tests_total"] = int(r.total)
-        if m == modes[0] and getattr(r, "message", None):
-            row["message"] = str(r.message)[:500]
+        mv = result.modes[m]
+        row["verdicts"][m] = str(getattr(mv.verdict, "value", mv.verdict))
+        row["tests_passed"][m] = int(mv.passed)
+    if result.message:
+        row["message"] = str(result.message)[:500]  # the first mode's
     row["passed"] = row["verdicts"][modes[0]] == "AC"
     return row
 
@@ -334,23 +329,22 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=len(jobs) * len(args.modes), unit="judgement", desc="judging", file=sys.stderr,
+                bar = tqdm(total=len(jobs), unit="sample", desc="judging", file=sys.stderr,
                            mininterval=0.1 if sys.stderr.isatty() else 5.0)
             try:
                 with contextlib.ExitStack() as stack:
                     try:
                         from microcoder_fast.executor import Executor
 
-                        executors = {
-                            m: stack.enter_context(Executor(workers=args.workers, time_limit_s=args.time_limit,
-                                                            memory_limit_mb=args.memory_limit, compare=m))
-                            for m in args.modes
-                        }
+                        # one pass: each program runs once and its outputs are compared in every mode
+                        executor = stack.enter_context(Executor(workers=args.workers, time_limit_s=args.time_limit,
+                                                                memory_limit_mb=args.memory_limit,
+                                                                compare=tuple(args.modes)))
                     except (OSError, RuntimeError, ImportError) as e:
                         raise JudgeUnavailable(str(e)) from e
-                    for i, results in _judge(executors, jobs, problems_exec, args, bar):
+                    for i, result in _judge(executor, jobs, problems_exec, args, bar):
                         s, p, _, how = jobs[i]
-                        row = _result_row(s, p, how, results, args.modes)
+                        row = _result_row(s, p, how, result, args.modes)
                         store.append(store.stamp(row, fingerprint(s.problem_id)))
             except KeyboardInterrupt:
                 interrupted = True
@@ -362,6 +356,7 @@ def run(args: argparse.Namespace) -> int:
               "judge the rest", file=sys.stderr)
         return 130
 
+    store.compact()  # one row per sample: the rows judged again replace the ones they superseded
     rows = [store.rows[s.key] for s in samples if s.key in store.rows]
     summary = summarize(rows, args.modes, args.ks)
     summary["problems"] = len(problems)

@@ -8,7 +8,8 @@
   change it is the same: the judge settings (`judge_settings`: limits, test selection, package version),
   the problem (`problem_fingerprint`: its tests, entry point and prompt) and the compare modes asked for.
   Anything else is judged again and the reason is reported, never reused silently. Rows are appended and
-  flushed as they arrive, so an interrupted run loses only the samples in flight.
+  flushed as they arrive, so an interrupted run loses only the samples in flight; a finished run compacts
+  the file to one row per sample.
 
 Imports neither torch nor the executor (the executor's verdict strings are plain text here); no printing.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -240,6 +242,18 @@ class ResultStore:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def compact(self) -> None:
+        """Rewrite the file with one row per sample (the last one), when rows judged again superseded others.
+        Written to a temporary file and renamed, so an interrupt leaves the old file or the new one."""
+        lines = self.path.read_bytes().count(b"\n") if self.path.exists() else 0
+        if lines <= len(self.rows):
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            for row in self.rows.values():
+                fh.write(json.dumps(row) + "\n")
+        os.replace(tmp, self.path)
 
     def append(self, row: dict[str, Any]) -> None:
         """Write one row and flush it, so an interrupt loses only rows not yet judged."""

@@ -348,8 +348,8 @@ def _read_config_file(config_file: str | os.PathLike[str]) -> dict[str, Any]:
 def resolve_config(config_file: str | os.PathLike[str] | None = None,
                    overrides: dict[str, Any] | None = None) -> tuple[TrainConfig, dict[str, str]]:
     """Resolve defaults < preset < ``config_file`` < ``overrides`` into a validated `TrainConfig`, and say
-    where each key that differs from the dataclass default came from (``"preset embedded"``, the file's
-    name, ``"command line"``)."""
+    where each key that differs from the dataclass default, or that the file or command line names, came from
+    (``"preset embedded"``, the file's name, ``"command line"``)."""
     file_values = _read_config_file(config_file) if config_file is not None else {}
     overrides = dict(overrides or {})
     known = _field_types()
@@ -378,8 +378,9 @@ def resolve_config(config_file: str | os.PathLike[str] | None = None,
     cfg = TrainConfig(**{k: _coerce(k, v, "resolved") for k, v in values.items()})
     validate(cfg)
     defaults = TrainConfig()
+    given = set(file_values) | set(overrides)  # named by the user: listed even when equal to the default
     differ = {f.name: sources.get(f.name, "preset " + preset_name) for f in dataclasses.fields(TrainConfig)
-              if getattr(cfg, f.name) != getattr(defaults, f.name)}
+              if getattr(cfg, f.name) != getattr(defaults, f.name) or f.name in given}
     return cfg, differ
 
 
@@ -395,7 +396,7 @@ def describe_resolution(cfg: TrainConfig, sources: dict[str, str]) -> str:
         if k != "preset":
             by_source.setdefault(src, []).append(f"{k}={getattr(cfg, k)}")
     what = {"embedded": "the CPU demo's sizes", "none": "the paper's sizes"}.get(cfg.preset, "")
-    lines = [f"config: preset {cfg.preset} ({what}); keys that differ from the defaults:" if by_source
+    lines = [f"config: preset {cfg.preset} ({what}); keys that differ from the defaults or were given:" if by_source
              else f"config: preset {cfg.preset} ({what}); every key at its default"]
     lines += [f"  from {src}: " + " ".join(items) for src, items in by_source.items()]
     return "\n".join(lines)
