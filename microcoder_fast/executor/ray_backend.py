@@ -83,7 +83,7 @@ class _NodeJudge:
         return {"started": self.started, "finished": self.finished, "cancelled": self.cancelled,
                 "cached_problems": len(self.problems)}
 
-    async def judge(self, code: str | bytes, key: str, boxed_ref: list, stop: bool, return_output: bool) -> Any:
+    async def _problem(self, key: str, boxed_ref: list) -> Any:
         problem = self.problems.get(key)
         if problem is None:
             problem = await boxed_ref[0]
@@ -92,6 +92,19 @@ class _NodeJudge:
                 self.problems.popitem(last=False)
         else:
             self.problems.move_to_end(key)
+        return problem
+
+    async def null_judge(self, code: str | bytes, key: str, boxed_ref: list, stop: bool, return_output: bool) -> Any:
+        """judge()'s path without running the program (for bench_executor: what the driver and Ray alone
+        can carry): fetches the problem the same way, returns an AC Result with one TestResult per test."""
+        from microcoder_fast.executor.types import Result, TestResult, Verdict
+
+        problem = await self._problem(key, boxed_ref)
+        tests = [TestResult(i, Verdict.AC, 0.001, 0.001, 10000) for i in range(len(problem.tests))]
+        return Result(Verdict.AC, len(tests), len(tests), tests, problem_id=problem.id)
+
+    async def judge(self, code: str | bytes, key: str, boxed_ref: list, stop: bool, return_output: bool) -> Any:
+        problem = await self._problem(key, boxed_ref)
         fut = self.ex.submit(code, problem, stop)
         self.started += 1
         try:
@@ -223,6 +236,7 @@ class RayExecutor:
         self._next_refresh = 0.0
         self._no_node_since: float | None = None
         self._capacity = 0
+        self._method = "judge"  # "null_judge": bench_executor's measure of the driver and Ray alone
         self._refresh()
         # wait for the first actors, so that a bad option or a cluster without usable nodes fails here
         deadline = time.monotonic() + start_timeout_s
@@ -510,7 +524,7 @@ class RayExecutor:
             if len(best.inflight) >= best.capacity:
                 return
             self._pending.popleft()
-            ref = best.actor.judge.remote(job.code, job.key, [job.pref], job.stop, job.return_output)
+            ref = getattr(best.actor, self._method).remote(job.code, job.key, [job.pref], job.stop, job.return_output)
             job.node, job.ref = best, ref
             best.inflight[ref] = job
             best.sent += 1
