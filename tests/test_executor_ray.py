@@ -244,3 +244,24 @@ def test_node_added_then_removed_mid_batch(rex, cluster):
     after = rex.stats()
     assert after[new]["lost"] - before[new]["lost"] >= 1 and not after[new]["alive"]
     assert sum(_deltas(before, after, "done").values()) == len(batch)
+
+
+def test_trainer_wiring_judge_backend_ray(cluster):
+    from microcoder_fast.data.problem import CodeProblem
+    from microcoder_fast.rl.config import ConfigError, load_config
+    from microcoder_fast.rl.rewards import RewardJudge
+
+    cfg = load_config(overrides={"judge_backend": "ray", "judge_address": "auto", "judge_workers_per_node": 1})
+    assert (cfg.judge_backend, cfg.judge_workers_per_node) == ("ray", 1)
+    with pytest.raises(ConfigError, match="judge_backend"):
+        load_config(overrides={"judge_backend": "dask"})
+    cp = CodeProblem("add", "add two numbers", private_tests=[TestCase("1 2\n", "3\n"), TestCase("2 2\n", "4\n")])
+    judge = RewardJudge(time_limit_s=2.0, memory_limit_mb=512, backend=cfg.judge_backend,
+                        address=cfg.judge_address, workers_per_node=cfg.judge_workers_per_node, ranks=2)
+    try:
+        assert isinstance(judge.executor, RayExecutor) and judge.executor.drivers == 2
+        good = judge.submit("```python\na, b = map(int, input().split())\nprint(a + b)\n```", cp)
+        bad = judge.submit("```python\nprint(3)\n```", cp)
+        assert (good.result(60).outcome, bad.result(60).outcome) == ("pass", "fail")
+    finally:
+        judge.close()

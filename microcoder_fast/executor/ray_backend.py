@@ -6,7 +6,7 @@ and returns the same :class:`Result` objects, judged the same way:
 
 * every node of the cluster (optionally only nodes that advertise a custom resource, ``resource="judge"``)
   runs one long-lived actor that owns a local ``Executor`` with ``workers_per_node`` workers (default: the
-  node's CPU count as Ray reports it) and the given executor options. The actor takes ``num_cpus=0``: the
+  node's CPU count as Ray reports it, divided by ``drivers``) and the given executor options. The actor takes ``num_cpus=0``: the
   sandboxed programs run in that Executor's zygotes, not in Ray tasks;
 * the driver sends a generation to the node with the largest share of free slots, at most ``workers +
   prefetch`` generations per node at a time (back-pressure: the rest wait on the driver, so a node that
@@ -167,7 +167,8 @@ class RayExecutor:
 
     ``address``: a Ray address (``"auto"`` = the cluster this machine joined with ``ray start``, ``None``
     = start a local one-node Ray); ignored when Ray is already initialised in this process.
-    ``workers_per_node``: sandbox workers per node (default: the node's CPUs). ``prefetch``: generations
+    ``workers_per_node``: sandbox workers per node (default: the node's CPUs divided by ``drivers``, the
+    number of executors that share the cluster, e.g. one per torchrun rank). ``prefetch``: generations
     queued on a node beyond its workers (default: as many as its workers). ``resource``: use only nodes
     that advertise this custom resource (``ray start ... --resources='{"judge": 1}'``). Other keyword
     arguments are the local Executor's options (``time_limit_s``, ``compare``, ...), applied on every node.
@@ -180,6 +181,7 @@ class RayExecutor:
         *,
         prefetch: int | None = None,
         resource: str | None = None,
+        drivers: int = 1,
         return_output: bool = False,
         refresh_s: float = 1.0,
         max_losses: int = 3,
@@ -200,6 +202,8 @@ class RayExecutor:
             raise ValueError(f"workers_per_node must be an int >= 1 or None (the node's CPUs), got {workers_per_node!r}")
         if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
             raise ValueError(f"prefetch must be an int >= 0 or None (= the node's workers), got {prefetch!r}")
+        if not isinstance(drivers, int) or drivers < 1:
+            raise ValueError(f"drivers must be an int >= 1 (executors sharing the nodes), got {drivers!r}")
         if not (refresh_s > 0 and math.isfinite(refresh_s)):
             raise ValueError(f"refresh_s must be a positive number of seconds, got {refresh_s!r}")
         if not isinstance(max_losses, int) or max_losses < 1:
@@ -218,6 +222,7 @@ class RayExecutor:
         self.workers_per_node = workers_per_node
         self.prefetch = prefetch
         self.resource = resource
+        self.drivers = drivers
         self.return_output = bool(return_output)
         self.refresh_s = float(refresh_s)
         self.max_losses = max_losses
@@ -429,7 +434,7 @@ class RayExecutor:
             alive.add(nid)
             if nid in self._nodes or self._actor_deaths[nid] > self.max_losses:
                 continue
-            workers = self.workers_per_node or max(1, int(cpus))
+            workers = self.workers_per_node or max(1, int(cpus) // self.drivers)
             actor = self._actor_cls.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)
             ).remote(workers, self._options)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import os
 import types
 import typing
@@ -68,6 +69,9 @@ class TrainConfig:
     judge_workers: int = 2
     judge_time_limit_s: float = 6.0
     judge_memory_limit_mb: int = 2048
+    judge_backend: str = "local"  # "local" (this machine's cores) | "ray" (every node of a Ray cluster)
+    judge_address: str = "auto"  # judge_backend=ray: the cluster ("auto": the one `ray start` joined here)
+    judge_workers_per_node: int = 0  # judge_backend=ray: sandboxes per node; 0 = the node's CPUs / ranks
     # --- rollouts --------------------------------------------------------------------------------------
     engine: str = "auto"  # "auto" (vLLM when importable, else HF) | "vllm" | "hf"
     train_batch_size: int = 64  # prompts per rollout round
@@ -185,6 +189,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "compare": COMPARE_MODES,
     "engine": ("auto", "vllm", "hf"),
+    "judge_backend": ("local", "ray"),
     "lr_schedule": ("constant", "cosine"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
     "fused_loss": ("auto", "on", "off"),
@@ -225,6 +230,12 @@ _KEY_HELP: dict[str, str] = {
     "judge_workers": "parallel sandboxes judging rollouts",
     "judge_time_limit_s": "seconds per test (CPU and wall clock)",
     "judge_memory_limit_mb": "MiB per judged program",
+    "judge_backend": "local: judge on this machine (judge_workers sandboxes); ray: on every node of the Ray "
+                     "cluster at judge_address (needs the ray extra; README: The judge on a Ray cluster)",
+    "judge_address": "judge_backend=ray: the Ray cluster's address (auto: the one this machine joined with "
+                     "`ray start`; or HEAD_IP:6379)",
+    "judge_workers_per_node": "judge_backend=ray: sandboxes per node (0: the node's CPUs divided among the "
+                              "training ranks)",
     "max_prompt_length": "prompts longer than this (tokens) are skipped, with a count in the log",
     "max_response_length": "training rollouts stop here (tokens); such responses are 'truncated'",
     "eval_max_response_length": "evaluation samples stop here (tokens)",
@@ -420,9 +431,13 @@ def validate(cfg: TrainConfig) -> None:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
     for key in ["total_steps", "sft_steps", "eval_every", "save_every", "warmup_steps", "threads",
-                "eval_max_problems", "log_completions", "keep_checkpoints", "min_stage_steps"]:
+                "eval_max_problems", "log_completions", "keep_checkpoints", "min_stage_steps",
+                "judge_workers_per_node"]:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.judge_backend == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError('judge_backend=ray needs ray, which is not installed: pip install "microcoder_fast[ray]" '
+                          "(or judge_backend=local)")
     if cfg.train_batch_size % cfg.ppo_mini_batch_size:
         raise ConfigError(
             f"train_batch_size {cfg.train_batch_size} is not divisible by ppo_mini_batch_size "

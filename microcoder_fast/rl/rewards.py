@@ -3,7 +3,8 @@
 ``RewardJudge.submit(text, problem)`` extracts the program from a completion (``data.extract_code``); a
 completion with no code gets outcome ``no_code`` and reward 0 without touching the judge; otherwise the
 program goes to ``Executor.submit`` at once and a future is returned, so judging runs in the executor's
-worker processes while the rollout engine keeps generating. Reward is 1 iff every (capped) test passes.
+worker processes while the rollout engine keeps generating (``backend="ray"``: in the Executor of every node
+of a Ray cluster, ``executor/ray_backend.py``). Reward is 1 iff every (capped) test passes.
 """
 
 from __future__ import annotations
@@ -48,11 +49,17 @@ class RewardJudge:
     """Extract → judge → `Outcome`, asynchronously (see the module docstring)."""
 
     def __init__(self, workers: int = 2, time_limit_s: float = 6.0, memory_limit_mb: int = 2048,
-                 compare: str = "default", max_tests: int | None = 16) -> None:
+                 compare: str = "default", max_tests: int | None = 16, backend: str = "local",
+                 address: str = "auto", workers_per_node: int = 0, ranks: int = 1) -> None:
         from microcoder_fast.executor import Executor
 
-        self.executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
-                                 compare=compare)
+        if backend == "ray":  # every node of the Ray cluster; each rank's share of a node's CPUs
+            self.executor = Executor(backend="ray", address=address, workers_per_node=workers_per_node or None,
+                                     drivers=ranks, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
+                                     compare=compare)
+        else:
+            self.executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
+                                     compare=compare)
         self.max_tests = max_tests
         self._problems: dict[str, Any] = {}
 

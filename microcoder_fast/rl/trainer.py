@@ -74,7 +74,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_lambda(cfg, s))
         self.ref_model = None
         self.judge = RewardJudge(cfg.judge_workers, cfg.judge_time_limit_s, cfg.judge_memory_limit_mb,
-                                 cfg.compare, cfg.max_tests_per_problem)
+                                 cfg.compare, cfg.max_tests_per_problem, backend=cfg.judge_backend,
+                                 address=cfg.judge_address, workers_per_node=cfg.judge_workers_per_node,
+                                 ranks=self.dist.world_size)
         self.engine: Any = None
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.completions_path = self.run_dir / "completions.jsonl"
