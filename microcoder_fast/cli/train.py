@@ -82,7 +82,9 @@ def train_main(argv: list[str]) -> int:
     cfg = _config(argv, PROG)
     _env(cfg)
     from microcoder_fast.rl.config import ConfigError
-    from microcoder_fast.rl.trainer import Trainer, eval_kinds, latest_checkpoint, log
+    from microcoder_fast.rl.checkpoint import latest_checkpoint
+    from microcoder_fast.rl.report import eval_kinds, log
+    from microcoder_fast.rl.trainer import Trainer
 
     try:
         trainer = Trainer(cfg)
