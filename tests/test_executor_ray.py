@@ -265,3 +265,27 @@ def test_trainer_wiring_judge_backend_ray(cluster):
         assert (good.result(60).outcome, bad.result(60).outcome) == ("pass", "fail")
     finally:
         judge.close()
+
+
+def test_eval_cli_ray_matches_local(cluster, tmp_path, capsys):
+    import json
+
+    from microcoder_fast.cli.eval import main
+
+    row = {"question_id": "add", "question_title": "A+B", "question_content": "Print a+b.", "platform": "atcoder",
+           "contest_id": "abc1", "contest_date": "2025-02-01T00:00:00", "starter_code": "", "difficulty": "easy",
+           "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"},
+                                            {"input": "2 2\n", "output": "4\n", "testtype": "stdin"}]),
+           "private_test_cases": "[]", "metadata": "{}"}
+    (tmp_path / "p.jsonl").write_text(json.dumps(row) + "\n")
+    codes = ["a, b = map(int, input().split())\nprint(a + b)\n", "print(3)\n", "while True:\n    pass\n", "def ("]
+    (tmp_path / "s.jsonl").write_text("".join(json.dumps({"question_id": "add", "code": c}) + "\n" for c in codes))
+    rows = {}
+    for name, extra in (("local", ["--workers", "1"]), ("ray", ["--ray", cluster.address, "--workers", "1"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["--problems", str(tmp_path / "p.jsonl"), "--samples", str(tmp_path / "s.jsonl"), "--out",
+                     str(out), "--time-limit", "1", "--compare", "default,lcb", "--no-progress", *extra]) == 0
+        rows[name] = [(r["index"], r["line"], r.get("verdicts")) for r in map(json.loads, out.read_text().splitlines())]
+    assert rows["ray"] == rows["local"]
+    assert [v["default"] for _, _, v in sorted(rows["ray"], key=lambda x: x[1])] == ["AC", "WA", "TLE", "CE"]
+    assert "pass@1" in capsys.readouterr().out

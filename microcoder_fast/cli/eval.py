@@ -5,6 +5,7 @@
     microcoder-eval --problems lcb.jsonl --samples samples.jsonl --out results.jsonl \\
                     [--compare default|lcb|microcoder|default,lcb] [--workers N] [--k 1,5] [--release v6]
     microcoder-eval --humaneval --samples samples.jsonl          # the packaged HumanEval
+    microcoder-eval ... --ray auto                               # judged on every node of a Ray cluster
 
 Samples (JSONL): a problem id (``question_id``, ``task_id``, ``id`` or ``problem_id``) and either
 ``completion`` (model text; the program is extracted from it) or ``code`` (the program as is). A row may
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -80,7 +82,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="comparison mode(s): default | lcb | microcoder, or several comma-separated: each "
                          "program runs once and is compared in every mode (one row per sample with each mode's "
                          "verdict; samples whose verdicts differ are listed)")
-    ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2)), help="parallel sandboxes")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="parallel sandboxes (default: this machine's CPUs; with --ray: per node, default each "
+                         "node's CPUs)")
+    ap.add_argument("--ray", metavar="ADDRESS", default=None,
+                    help="judge on every node of the Ray cluster at ADDRESS (auto: the one this machine joined "
+                         "with `ray start`); needs the ray extra")
     ap.add_argument("--k", default="1", help="pass@k values, comma-separated (default 1)")
     ap.add_argument("--release", default=None, help="LiveCodeBench release window, e.g. v6, release_v5")
     ap.add_argument("--platform", default=None, help="platform filter, e.g. leetcode,atcoder")
@@ -109,8 +116,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not ks or ks[0] < 1:
         ap.error(f"--k {args.k!r}: every k must be >= 1")
     args.ks = ks
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         ap.error("--workers must be >= 1")
+    if args.ray is None and args.workers is None:
+        args.workers = max(1, os.cpu_count() or 2)
+    if args.ray is not None and importlib.util.find_spec("ray") is None:
+        ap.error('--ray needs ray, which is not installed: pip install "microcoder_fast[ray]"')
     if args.time_limit <= 0:
         ap.error("--time-limit must be > 0 seconds")
     if args.memory_limit < 64:
@@ -337,10 +348,12 @@ def run(args: argparse.Namespace) -> int:
                         from microcoder_fast.executor import Executor
 
                         # one pass: each program runs once and its outputs are compared in every mode
-                        executor = stack.enter_context(Executor(workers=args.workers, time_limit_s=args.time_limit,
+                        where = (dict(backend="ray", address=args.ray, workers_per_node=args.workers)
+                                 if args.ray is not None else dict(workers=args.workers))
+                        executor = stack.enter_context(Executor(**where, time_limit_s=args.time_limit,
                                                                 memory_limit_mb=args.memory_limit,
                                                                 compare=tuple(args.modes)))
-                    except (OSError, RuntimeError, ImportError) as e:
+                    except (OSError, RuntimeError, ImportError) as e:  # ConnectionError (--ray) is an OSError
                         raise JudgeUnavailable(str(e)) from e
                     for i, result in _judge(executor, jobs, problems_exec, args, bar):
                         s, p, _, how = jobs[i]
