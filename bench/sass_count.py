@@ -38,7 +38,7 @@ class Loop:
     start: int  # byte address of the loop head
     end: int  # byte address of the backward branch
     n_instr: int
-    source_line: str
+    source_line: str  # "path:line" of the loop head
 
 
 def _tools() -> Path:
@@ -73,7 +73,7 @@ def compile_like_launch(kernel, args: tuple, kwargs: dict, arch: int = 90):
 _INSTR = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
 _LABEL = re.compile(r"^\s*(\.L_x_\d+):")
 _BRANCH = re.compile(r"\bBRA\b.*`\((\.L_x_\d+)\)")
-_LINE = re.compile(r'//## File ".*", line (\d+)')
+_LINE = re.compile(r'//## File "(.*)", line (\d+)')
 
 
 def disassemble(cubin: bytes, workdir: Path, name: str) -> str:
@@ -106,7 +106,7 @@ def loops(sass: str) -> tuple[list[Loop], int]:
             continue
         m = _LINE.search(raw)
         if m:
-            cur_line = m.group(1)
+            cur_line = f"{m.group(1)}:{m.group(2)}"
             continue
         m = _INSTR.search(raw)
         if not m:
@@ -143,43 +143,53 @@ def _cases(V: int, N: int) -> list[tuple[str, object, tuple, dict, int]]:
     bf, f32, i64, u8 = torch.bfloat16, torch.float32, torch.int64, torch.uint8
     bv = tk.default_block_v(V, 2)
     nw = tk.num_warps(bv)
+    n_lanes, vec = tk.lanes(bv, 2)
     L = N  # one sequence of N tokens: stride_b = N * V, stride_l = V
     out = []
     for ent in (False, True):
         out.append((
             f"token_logprobs fwd{' +entropy' if ent else ''}",
             tk.token_logprobs_fwd_kernel,
-            (bf, i64, f32, f32, f32, 0, L, L * V, V, V, 1 / 1.2),
-            dict(COMPUTE_ENTROPY=ent, BLOCK_V=bv, num_warps=nw),
+            (bf, i64, f32, f32, f32, 0, L, L * V, V, V, 1 / 1.2, -100),
+            dict(COMPUTE_ENTROPY=ent, BLOCK_V=bv, LANES=n_lanes, VEC=vec, num_warps=nw),
             bv,
         ))
     for gent in (False, True):
         out.append((
             f"token_logprobs bwd{' +entropy grad' if gent else ''}",
             tk.token_logprobs_bwd_kernel,
-            (bf, bf, i64, f32, f32, f32, f32, 0, L, L * V, V, L * V, V, V, 0, 1 / 1.2),
+            (bf, bf, i64, f32, f32, f32, f32, 0, L, L * V, V, L * V, V, V, 0, 1 / 1.2, -100),
             dict(HAS_GLOGP=True, HAS_GENT=gent, BLOCK_V=bv, num_warps=nw),
             bv,
         ))
     for ent in (False, True):
         args = (bf, bf, i64, f32, f32, u8, f32, f32, f32, 0, N, L, L * V, V, L * V, V, V, 1 / 1.2, 0.2, 0.28,
-                0.0, 0.0, 1.0, -100)  # fmt: skip
+                0.0, 0.0)  # fmt: skip
         out.append((
             f"fused_grpo_loss{' +entropy' if ent else ''}",
             fk.fused_grpo_loss_kernel,
             args,
             dict(HAS_REF=False, HAS_DUAL=False, ADV_PER_TOKEN=False, COMPUTE_ENTROPY=ent, COMPUTE_GRAD=True,
-                 BLOCK_V=bv, num_warps=nw),  # fmt: skip
+                 BLOCK_V=bv, LANES=n_lanes, VEC=vec, num_warps=nw),  # fmt: skip
             bv,
         ))
     return out
 
 
-PASS_NAMES = {
-    "token_logprobs fwd": ["vocab walk"],
-    "token_logprobs bwd": ["gradient walk"],
-    "fused_grpo_loss": ["pass 1 (log-sum-exp)", "pass 2 (gradient)", "masked row (zeros)"],
-}
+def enclosing_function(where: str) -> tuple[str, int]:
+    """(name of the innermost function around ``path:line``, line) -- names a loop by the helper it is in."""
+    import ast
+
+    path, _, line = where.rpartition(":")
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return "?", int(line) if line.isdigit() else 0
+    best = "?"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.lineno <= int(line) <= (node.end_lineno or node.lineno):
+            best = node.name  # ast.walk visits outer functions first: the last match is the innermost
+    return best, int(line)
 
 
 def count(V: int = V_DEFAULT, N: int = N_DEFAULT, dump: Path | None = None) -> list[dict]:
@@ -199,13 +209,12 @@ def count(V: int = V_DEFAULT, N: int = N_DEFAULT, dump: Path | None = None) -> l
                 (dump / f"{name}.ptx").write_text(ck.asm["ptx"])
             per_thread = bv // (32 * kwargs["num_warps"])
             inner, total = loops(sass)
-            base = label.split(" +")[0]
-            names = PASS_NAMES.get(base, [])
-            for i, lp in enumerate(inner):
+            for lp in inner:
+                func, line = enclosing_function(lp.source_line)
                 rows.append(dict(
                     kernel=label,
-                    loop=names[i] if i < len(names) else f"loop {i}",
-                    line=lp.source_line,
+                    loop=func,
+                    line=f"{Path(lp.source_line.rpartition(':')[0]).name}:{line}",
                     instr=lp.n_instr,
                     per_thread=per_thread,
                     per_elem=lp.n_instr / per_thread,
@@ -218,7 +227,7 @@ def count(V: int = V_DEFAULT, N: int = N_DEFAULT, dump: Path | None = None) -> l
 
 def table(rows: list[dict], V: int) -> str:
     head = (f"## SASS instructions per element, sm_90a, bf16 logits, V = {V:,}\n\n"
-            "| kernel | loop | source line | instructions in loop | elements / thread / iteration "
+            "| kernel | loop in | source line | instructions in loop | elements / thread / iteration "
             "| instructions / element | registers | local/stack bytes |\n|---|---|---|---|---|---|---|---|\n")  # fmt: skip
     body = "".join(
         f"| {r['kernel']} | {r['loop']} | {r['line']} | {r['instr']} | {r['per_thread']} | {r['per_elem']:.2f} "

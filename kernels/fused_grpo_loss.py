@@ -10,7 +10,11 @@ One program per token row (tokens on grid axis 0, launched in slices). For a row
 3. walks the vocabulary a second time writing ``d loss / d logits = g · (onehot(t) - softmax(z)) / T`` in the
    logits' dtype, into a fresh buffer or into the logits buffer itself (in place).
 
-A masked row reads no logits and writes zeros. Memory traffic: logits read twice, gradient written once (the
+Both walks are the shared helpers of ``kernels/token_logprobs.py`` (``row_stats``: per-thread running
+statistics, base-2 exponent with one prescale; ``row_grad_store``: the target's column fixed after the walk),
+so their instruction counts per element are the log-prob kernels' (``bench/sass_count.py``). A row out of the
+mask (or whose target is the ignore index, which the op folds into the mask) reads no logits and writes
+zeros; so does an all ``-inf`` row. Memory traffic: logits read twice, gradient written once (the
 three-pass floor). Temperature and every hyperparameter are runtime values. No atomics: the per-token results
 are stored and reduced by the caller. Imports only torch and triton.
 """
@@ -23,13 +27,19 @@ import triton.language as tl
 
 from .grpo_loss import grpo_token
 from .token_logprobs import (
+    LOG2E,
     MAX_GRID_ROWS,
     default_block_v,
+    lanes,
     num_warps,
-    row_logprob_stats,
+    row_grad_store,
     row_pointer,
     row_slices,
-    softmax_grad_tile,
+    row_stats,
+    row_zero_store,
+    stats_entropy,
+    stats_logp,
+    stats_lse,
 )
 
 N_TOKEN_ROWS = 8  # rows of the per-token output: pg, kl, ratio, nlr, flags, grad-of-logp, logp, entropy
@@ -65,25 +75,32 @@ def fused_grpo_loss_kernel(
     COMPUTE_ENTROPY: tl.constexpr,
     COMPUTE_GRAD: tl.constexpr,
     BLOCK_V: tl.constexpr,
+    LANES: tl.constexpr,
+    VEC: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64) + row_start
     b = row // L
     valid = tl.load(mask_ptr + row) != 0
     row_ptr = row_pointer(logits_ptr, row, L, stride_b, stride_l)
-    target = tl.load(target_ptr + row).to(tl.int64)
+    target = tl.load(target_ptr + row)
     old = tl.load(old_ptr + row).to(tl.float32)
     if ADV_PER_TOKEN:
         a = tl.load(adv_ptr + row).to(tl.float32)
     else:
         a = tl.load(adv_ptr + b).to(tl.float32)
     w = tl.load(scale_ptr + b).to(tl.float32)
+    k = inv_temperature * LOG2E
     lse = tl.zeros((), tl.float32)
     logp = tl.zeros((), tl.float32)
     ent = tl.zeros((), tl.float32)
-    if valid:
-        lse, z_t, ent = row_logprob_stats(row_ptr, target, V, inv_temperature, BLOCK_V, COMPUTE_ENTROPY)
-        logp = tl.where(z_t == float("-inf"), float("-inf"), tl.minimum(z_t - lse, 0.0))
-        logp = tl.where(lse == float("-inf"), float("-inf"), logp)
+    x_t = tl.zeros((), tl.float32)
+    t_ok = (target >= 0) & (target < V)
+    if valid:  # a row out of the mask reads no logits
+        M, S, T = row_stats(row_ptr, V, k, BLOCK_V, LANES, VEC, COMPUTE_ENTROPY)
+        x_t = tl.load(row_ptr + tl.where(t_ok, target, 0)).to(tl.float32)
+        logp = tl.where(t_ok, stats_logp(x_t, M, S, inv_temperature), float("nan"))  # bad target: NaN
+        lse = stats_lse(M, S, inv_temperature)
+        ent = stats_entropy(S, T)
     if HAS_REF:
         ref = tl.load(ref_ptr + row).to(tl.float32)
     else:
@@ -91,6 +108,9 @@ def fused_grpo_loss_kernel(
     pg, kl, ratio, nlr, flags, g = grpo_token(
         logp, old, a, ref, valid, w, eps_low, eps_high, kl_coef, dual_c, HAS_REF=HAS_REF, HAS_DUAL=HAS_DUAL
     )
+    bad = valid & (t_ok == 0)  # an unchecked out-of-range target in the mask: NaN loss term and gradient row
+    pg = tl.where(bad, float("nan"), pg)
+    g = tl.where(bad, float("nan"), g)
     n64 = tl.cast(n_tokens, tl.int64)  # row k of the output starts at k * n_tokens (64-bit: no wrap)
     out = out_ptr + row
     tl.store(out, pg)
@@ -103,21 +123,13 @@ def fused_grpo_loss_kernel(
     tl.store(out + 7 * n64, tl.where(valid, ent, 0.0))
     if COMPUTE_GRAD:
         grow_ptr = row_pointer(grad_ptr, row, L, gstride_b, gstride_l)
-        offs = tl.arange(0, BLOCK_V)
-        if valid:
-            zero = tl.zeros((), tl.float32)
-            for v0 in range(0, V, BLOCK_V):
-                cols = v0 + offs
-                cmask = cols < V
-                x = tl.load(row_ptr + cols, mask=cmask, other=float("-inf")).to(tl.float32)
-                z = x * inv_temperature
-                d = softmax_grad_tile(z, lse, zero, cols == target, g, zero) * inv_temperature
-                tl.store(grow_ptr + cols, d.to(grad_ptr.dtype.element_ty), mask=cmask)
-        else:
-            zeros = tl.zeros((BLOCK_V,), tl.float32)
-            for v0 in range(0, V, BLOCK_V):
-                cols = v0 + offs
-                tl.store(grow_ptr + cols, zeros.to(grad_ptr.dtype.element_ty), mask=cols < V)
+        if valid & (lse != float("-inf")):
+            # d loss / d x_j = g·(1[j = t] - p_j) / T (the second read of the row; g already holds the weight)
+            gt = g * inv_temperature
+            row_grad_store(row_ptr, grow_ptr, V, tl.where(t_ok, target, -1), x_t, lse * LOG2E, k, -gt, 0.0, gt,
+                           BLOCK_V, False)  # fmt: skip
+        else:  # out of the mask, or an all -inf row: no gradient
+            row_zero_store(grow_ptr, V, BLOCK_V)
 
 
 @triton.jit
@@ -164,6 +176,7 @@ def fused_grpo_loss_fwd(
     if n == 0:
         return out
     bv = block_v or default_block_v(V, logits3.element_size())
+    n_lanes, vec = lanes(bv, logits3.element_size())
     m = mask.view(torch.uint8) if mask.dtype == torch.bool else mask
     ref = ref_logp if ref_logp is not None else old_logp
     g = grad3 if grad3 is not None else logits3
@@ -197,6 +210,8 @@ def fused_grpo_loss_fwd(
             COMPUTE_ENTROPY=compute_entropy,
             COMPUTE_GRAD=grad3 is not None,
             BLOCK_V=bv,
+            LANES=n_lanes,
+            VEC=vec,
             num_warps=num_warps(bv),
         )
     return out

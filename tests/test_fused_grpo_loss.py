@@ -322,6 +322,45 @@ def test_gpu_temperature_never_recompiles_and_many_tokens():
     _compare("cuda", B=1, L=70_000, V=8, entropy=False)
 
 
+def _scale_and_ignore(device, inplace=False):
+    """loss_scale is folded into the gradient (and the returned loss), never into the metrics; an ignore_index
+    target in the mask leaves the loss like a masked token."""
+    logits, target, old, ref, adv, mask = _inputs(device=device)
+    target[0, 1] = -100
+    mask[0, 1] = True
+    kept = mask & (target != -100)
+    leaf = logits.clone().requires_grad_()
+    x = leaf * 1.0 if inplace else leaf
+    loss, m = fused_grpo_loss(x, target, old, adv, mask, temperature=1.2, loss_scale=0.25, inplace_backward=inplace)
+    loss.backward()
+    rleaf = logits.cpu().clone().requires_grad_()
+    rloss, rm = fused_grpo_loss_reference(rleaf, target.cpu(), old.cpu(), adv.cpu(), kept.cpu(), 1.2)
+    (0.25 * rloss).backward()
+    torch.testing.assert_close(loss.detach().cpu(), 0.25 * rloss.detach())
+    torch.testing.assert_close(leaf.grad.cpu(), rleaf.grad)
+    for k in ("pg_loss", "ratio_mean", "num_tokens"):
+        torch.testing.assert_close(m[k].cpu(), rm[k])
+    assert float(m["num_tokens"]) == float(kept.sum())
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        fused_grpo_loss(logits, target, old, adv, mask, ignore_index=None)
+
+
+def test_loss_scale_and_ignore_index():
+    _scale_and_ignore("cpu")
+
+
+def test_kernel_loss_scale_ignore_index_unchecked_target(kdev):
+    _scale_and_ignore(kdev)
+    _scale_and_ignore(kdev, inplace=True)
+    # check_target=False (no host sync): a bad target in the mask gives NaN, never an out-of-bounds read
+    logits, target, old, ref, adv, mask = _inputs(device=kdev)
+    target[0, 0] = 10**6
+    leaf = logits.clone().requires_grad_()
+    loss, _ = fused_grpo_loss(leaf, target, old, adv, mask, check_target=False)
+    loss.backward()
+    assert loss.isnan() and leaf.grad[0, 0].isnan().all()
+
+
 def test_public_namespace_returns_the_ops():
     from microcoder_fast import ops
 

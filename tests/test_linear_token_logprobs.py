@@ -107,6 +107,31 @@ def test_kernel_backward_chunking_and_batch_invariance(kdev):
         assert torch.equal(alone, logp[r : r + 1])
 
 
+def test_kernel_frozen_weight_pays_no_weight_gemm(kdev, monkeypatch):
+    """needs_input_grad: a frozen lm_head gets no d weight and no [V, D] GEMM runs (spied); d hidden is right."""
+    import importlib
+
+    mod = importlib.import_module("microcoder_fast.ops.linear_token_logprobs")
+    calls = []
+    real = mod._addmm_f32
+    monkeypatch.setattr(mod, "_addmm_f32", lambda acc, a, b: (calls.append(tuple(acc.shape)), real(acc, a, b)))
+    N, D, V, T = 24, 32, 90, 1.1
+    h, w, t = make(N, D, V, torch.float32, seed=8)
+    g = torch.randn(N, generator=torch.Generator().manual_seed(9))
+    _, _, ref_gh, ref_gw = reference(h, w, t, T, g, None)
+    for frozen in (True, False):
+        calls.clear()
+        hh = h.clone().to(kdev).requires_grad_()
+        ww = w.clone().to(kdev).requires_grad_(not frozen)
+        (linear_token_logprobs(hh, ww, t.to(kdev), T) * g.to(kdev)).sum().backward()
+        assert grad_close(hh.grad.cpu(), ref_gh, torch.float32)
+        weight_gemms = [c for c in calls if c[1] == D and c[0] != N]
+        if frozen:
+            assert ww.grad is None and calls and not weight_gemms, calls
+        else:
+            assert weight_gemms and grad_close(ww.grad.cpu(), ref_gw, torch.float32)
+
+
 def test_kernel_leading_dims_empty_and_errors(kdev):
     h, w, t = make(12, 32, 70, torch.bfloat16, seed=5)
     h3, t3 = h.view(3, 4, 32).to(kdev), t.view(3, 4).to(kdev).int()

@@ -103,18 +103,27 @@ def rows3d(t: torch.Tensor) -> torch.Tensor:
     return t.as_strided((B, L, V), (sb, sl, 1))
 
 
-def check_target_range(target: torch.Tensor, V: int, name: str = "target") -> None:
-    """Raise ValueError when any entry of ``target`` is outside [0, V). One reduction (a sync on CUDA)."""
+def ignored_rows(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor | None:
+    """The bool mask of rows whose target is ``ignore_index`` (None when there is no ignore index)."""
+    return None if ignore_index is None else target == ignore_index
+
+
+def check_target_range(
+    target: torch.Tensor, V: int, name: str = "target", ignore_index: int | None = None
+) -> None:
+    """Raise ValueError when any entry of ``target`` is outside [0, V) (and not ``ignore_index``). One
+    reduction (a sync on CUDA)."""
     if target.numel() == 0:
         return
-    lo_i, hi_i = (int(v) for v in torch.stack(torch.aminmax(target)).tolist())  # one host sync
+    t = target if ignore_index is None else target.masked_fill(target == ignore_index, 0)
+    lo_i, hi_i = (int(v) for v in torch.stack(torch.aminmax(t)).tolist())  # one host sync
     if lo_i < 0 or hi_i >= V:
-        bad = ((target < 0) | (target >= V)).nonzero()
+        bad = ((t < 0) | (t >= V)).nonzero()
         first = tuple(int(i) for i in bad[0].tolist()) if bad.numel() else ()
         raise ValueError(
             f"{name} holds token ids outside the vocabulary [0, {V}): found values in [{lo_i}, {hi_i}] "
             f"(first bad entry at index {first}). Check that the tokenizer and the logits' vocabulary "
-            f"size agree, and drop or remap padding / ignore-index ids (e.g. -100) before calling."
+            f"size agree, and drop or remap padding ids (or pass them as ignore_index) before calling."
         )
 
 
@@ -146,7 +155,8 @@ def check_temperature(temperature: float) -> float:
 
 
 def forward_kernels(
-    name: str, device: torch.device, target: torch.Tensor, V: int, check_target: bool
+    name: str, device: torch.device, target: torch.Tensor, V: int, check_target: bool,
+    ignore_index: int | None = None,
 ) -> ModuleType | None:
     """The kernel module ``name`` when tensors on ``device`` run Triton, else None (run the torch reference).
 
@@ -155,7 +165,7 @@ def forward_kernels(
     """
     triton = use_triton(device)
     if check_target or not triton:
-        check_target_range(target, V)
+        check_target_range(target, V, ignore_index=ignore_index)
     return kernels(name) if triton else None
 
 

@@ -27,17 +27,16 @@ CUDA_CHUNK_VOCAB = 8192
 
 
 def _addmm_f32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b."""
+    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b, written in place.
+
+    bf16 / fp16 on CUDA: cuBLAS with an fp32 output (``addmm(out_dtype=float32, out=acc)``; any error, an
+    out-of-memory included, propagates). CPU tensors (the interpreter tests) are upcast first."""
     if a.dtype == torch.float32:
         acc.addmm_(a, b)
-        return
-    if a.is_cuda:
-        try:
-            acc.copy_(torch.addmm(acc, a, b, out_dtype=torch.float32))
-            return
-        except (RuntimeError, TypeError):  # older torch without addmm(out_dtype=)
-            pass
-    acc.addmm_(a.float(), b.float())
+    elif a.is_cuda:
+        torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+    else:
+        acc.addmm_(a.float(), b.float())
 
 
 def _cuda_backward(
@@ -49,22 +48,28 @@ def _cuda_backward(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    need_h: bool = True,
+    need_w: bool = True,
     chunk_tokens: int = CUDA_CHUNK_TOKENS,
     chunk_vocab: int = CUDA_CHUNK_VOCAB,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d hidden, d weight); a gradient that is not needed costs no GEMM and comes back as an empty tensor."""
     k = _dispatch.kernels("linear_token_logprobs")
     N, D = hidden.shape
     V = weight.shape[0]
-    grad_h = torch.zeros(N, D, dtype=torch.float32, device=hidden.device)
-    grad_w = torch.empty_like(weight)
+    dev = hidden.device
+    grad_h = torch.zeros(N, D, dtype=torch.float32, device=dev) if need_h else hidden.new_empty(0)
+    grad_w = torch.empty_like(weight) if need_w else weight.new_empty(0)
+    if not (need_h or need_w):
+        return grad_h, grad_w
     nt, nv = min(N, chunk_tokens), min(V, chunk_vocab)
-    dz_buf = torch.empty(nt * nv, dtype=hidden.dtype, device=hidden.device)
-    acc_w = torch.empty(nv, D, dtype=torch.float32, device=hidden.device)
+    dz_buf = torch.empty(nt * nv, dtype=hidden.dtype, device=dev)
+    acc_w = torch.empty(nv, D, dtype=torch.float32, device=dev) if need_w else None
     tgt = target.long()
     for v0 in range(0, V, chunk_vocab):
         v1 = min(V, v0 + chunk_vocab)
         w = weight[v0:v1]
-        aw = acc_w[: v1 - v0].zero_()
+        aw = acc_w[: v1 - v0].zero_() if acc_w is not None else None
         for n0 in range(0, N, chunk_tokens):
             n1 = min(N, n0 + chunk_tokens)
             h = hidden[n0:n1]
@@ -80,10 +85,13 @@ def _cuda_backward(
                 1.0 / temperature,
                 dz,
             )
-            _addmm_f32(grad_h[n0:n1], dz, w)
-            _addmm_f32(aw, dz.T, h)
-        grad_w[v0:v1] = aw.to(weight.dtype)
-    return grad_h.to(hidden.dtype), grad_w
+            if need_h:
+                _addmm_f32(grad_h[n0:n1], dz, w)
+            if aw is not None:
+                _addmm_f32(aw, dz.T, h)
+        if aw is not None:
+            grad_w[v0:v1] = aw.to(weight.dtype)
+    return (grad_h.to(hidden.dtype) if need_h else grad_h), grad_w
 
 
 @torch.library.custom_op("microcoder_fast::linear_token_logprobs_fwd", mutates_args=())
@@ -126,22 +134,37 @@ def _bwd(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    need_h: bool,
+    need_w: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     gl = None if g_logp is None else g_logp.float().contiguous()
     ge = None if g_ent is None else g_ent.float().contiguous()
     if _dispatch.use_triton(hidden.device):
-        return _cuda_backward(hidden, weight, target, lse, ent, gl, ge, temperature)
-    return _ref.linear_backward_chunked(hidden, weight, target, lse, ent, gl, ge, temperature)
+        return _cuda_backward(hidden, weight, target, lse, ent, gl, ge, temperature, need_h, need_w)
+    return _ref.linear_backward_chunked(hidden, weight, target, lse, ent, gl, ge, temperature, need_h, need_w)
 
 
 @_bwd.register_fake
-def _bwd_fake(hidden: torch.Tensor, weight: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty_like(hidden), torch.empty_like(weight)
+def _bwd_fake(
+    hidden: torch.Tensor, weight: torch.Tensor, *args: Any
+) -> tuple[torch.Tensor, torch.Tensor]:
+    need_h, need_w = args[-2:]
+    return (
+        torch.empty_like(hidden) if need_h else hidden.new_empty(0),
+        torch.empty_like(weight) if need_w else weight.new_empty(0),
+    )
 
 
-def _backward(ctx: Any, *saved_and_grads: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(hidden, weight, target, lse, ent, g_logp, g_ent) -> (d hidden, d weight)."""
-    return torch.ops.microcoder_fast.linear_token_logprobs_bwd(*saved_and_grads, ctx.temperature)
+def _backward(ctx: Any, *saved_and_grads: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(hidden, weight, target, lse, ent, g_logp, g_ent) -> (d hidden, d weight), each only when autograd
+    needs it (a frozen lm_head pays no [V, D] gradient GEMM)."""
+    need_h, need_w = ctx.needs_input_grad[:2]
+    if not (need_h or need_w):
+        return None, None
+    gh, gw = torch.ops.microcoder_fast.linear_token_logprobs_bwd(
+        *saved_and_grads, ctx.temperature, bool(need_h), bool(need_w)
+    )
+    return (gh if need_h else None), (gw if need_w else None)
 
 
 _dispatch.register_logprob_autograd(_fwd, 2, _backward)

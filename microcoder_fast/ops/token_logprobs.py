@@ -30,15 +30,27 @@ def _fwd(
     return_entropy: bool,
     check_target: bool,
     inplace_backward: bool,
+    ignore_index: int | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     lead = _lead_shape(logits)
     flat_target = target.reshape(-1).contiguous()
-    k = _dispatch.forward_kernels("token_logprobs", logits.device, target, logits.shape[-1], check_target)
+    k = _dispatch.forward_kernels(
+        "token_logprobs", logits.device, target, logits.shape[-1], check_target, ignore_index
+    )
     logits3 = _dispatch.rows3d(logits)
     if k is not None:
-        logp, lse, ent = k.token_logprobs_fwd(logits3, flat_target, 1.0 / temperature, return_entropy)
+        logp, lse, ent = k.token_logprobs_fwd(
+            logits3, flat_target, 1.0 / temperature, return_entropy, ignore_index=ignore_index
+        )
     else:
+        ignored = _dispatch.ignored_rows(flat_target, ignore_index)
+        if ignored is not None:
+            flat_target = flat_target.masked_fill(ignored, 0)
         logp, lse, ent = _ref.token_logprobs_forward_chunked(logits3, flat_target, temperature, return_entropy)
+        if ignored is not None:
+            logp.masked_fill_(ignored, 0.0)
+            if return_entropy:
+                ent.masked_fill_(ignored, 0.0)
     return logp.view(lead), lse.view(lead), (ent.view(lead) if return_entropy else ent)
 
 
@@ -62,6 +74,7 @@ def _backward_into(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    ignore_index: int | None,
 ) -> None:
     logits3 = _dispatch.rows3d(logits)
     # The kernels index logits and gradient rows with the same (B, L) split.
@@ -79,8 +92,15 @@ def _backward_into(
     lse_f, ent_f, gl, ge = flat(lse), flat(ent), flat(g_logp), flat(g_ent)
     if _dispatch.use_triton(logits.device):
         k = _dispatch.kernels("token_logprobs")
-        k.token_logprobs_bwd(logits3, grad3, flat_target, lse_f, ent_f, gl, ge, 1.0 / temperature)
+        k.token_logprobs_bwd(
+            logits3, grad3, flat_target, lse_f, ent_f, gl, ge, 1.0 / temperature, ignore_index=ignore_index
+        )
     else:
+        ignored = _dispatch.ignored_rows(flat_target, ignore_index)
+        if ignored is not None:  # no gradient flows into an ignored row
+            flat_target = flat_target.masked_fill(ignored, 0)
+            gl = None if gl is None else gl.masked_fill(ignored, 0.0)
+            ge = None if ge is None else ge.masked_fill(ignored, 0.0)
         _ref.token_logprobs_backward_chunked(logits3, grad3, flat_target, lse_f, ent_f, gl, ge, temperature)
     if copied:
         grad.copy_(grad3.reshape(grad.shape))
@@ -99,9 +119,10 @@ def _bwd(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    ignore_index: int | None,
 ) -> torch.Tensor:
     grad = torch.empty(logits.shape, dtype=logits.dtype, device=logits.device)
-    _backward_into(logits, grad, target, lse, ent, g_logp, g_ent, temperature)
+    _backward_into(logits, grad, target, lse, ent, g_logp, g_ent, temperature, ignore_index)
     return grad
 
 
@@ -119,8 +140,9 @@ def _bwd_inplace(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    ignore_index: int | None,
 ) -> None:
-    _backward_into(logits, logits, target, lse, ent, g_logp, g_ent, temperature)
+    _backward_into(logits, logits, target, lse, ent, g_logp, g_ent, temperature, ignore_index)
 
 
 @_bwd_inplace.register_fake
@@ -130,11 +152,11 @@ def _bwd_inplace_fake(logits: torch.Tensor, *args: Any) -> None:
 
 def _backward(ctx: Any, *saved_and_grads: torch.Tensor | None) -> tuple[torch.Tensor]:
     """(logits, target, lse, ent, g_logp, g_ent) -> (d logits,): a new buffer, or the logits buffer in place."""
-    _check_target, inplace_backward = ctx.flags
+    _check_target, inplace_backward, ignore_index = ctx.flags
     if inplace_backward:
-        torch.ops.microcoder_fast.token_logprobs_bwd_inplace(*saved_and_grads, ctx.temperature)
+        torch.ops.microcoder_fast.token_logprobs_bwd_inplace(*saved_and_grads, ctx.temperature, ignore_index)
         return (saved_and_grads[0],)
-    return (torch.ops.microcoder_fast.token_logprobs_bwd(*saved_and_grads, ctx.temperature),)
+    return (torch.ops.microcoder_fast.token_logprobs_bwd(*saved_and_grads, ctx.temperature, ignore_index),)
 
 
 _dispatch.register_logprob_autograd(_fwd, 1, _backward)
@@ -148,6 +170,7 @@ def token_logprobs(
     *,
     inplace_backward: bool = False,
     check_target: bool = True,
+    ignore_index: int | None = -100,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Per-token ``log softmax(logits / temperature)[target]`` in fp32, optionally with the entropy.
 
@@ -163,6 +186,9 @@ def token_logprobs(
         check_target: verify that every target is in [0, V) (a ValueError otherwise). Always on for CPU;
             on CUDA it costs one small reduction and a host sync; turn it off inside CUDA graphs
             (an out-of-range target then yields NaN, never an out-of-bounds read).
+        ignore_index: a row whose target equals it gets log-prob 0, entropy 0 and gradient 0 and its logits
+            are not read (Liger's and flash-attn's convention; -100 is what HF labels use). ``None``: no
+            ignore index (then -100 is an out-of-range target like any other).
 
     Returns:
         logp [...] fp32 (``<= 0``), or ``(logp, entropy)`` when ``return_entropy``.
@@ -182,8 +208,9 @@ def token_logprobs(
         raise ValueError("logits have an empty vocabulary dimension (V = 0)")
     t = _dispatch.check_temperature(temperature)
     logp, _lse, ent = torch.ops.microcoder_fast.token_logprobs_fwd(
-        logits, target, t, bool(return_entropy), bool(check_target), bool(inplace_backward)
-    )
+        logits, target, t, bool(return_entropy), bool(check_target), bool(inplace_backward),
+        None if ignore_index is None else int(ignore_index),
+    )  # fmt: skip
     if return_entropy:
         return logp, ent
     return logp

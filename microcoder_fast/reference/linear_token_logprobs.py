@@ -84,18 +84,23 @@ def linear_backward_chunked(
     g_logp: torch.Tensor | None,
     g_ent: torch.Tensor | None,
     temperature: float,
+    need_h: bool = True,
+    need_w: bool = True,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     chunk_vocab: int = DEFAULT_CHUNK_VOCAB,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d hidden, d weight) in the inputs' dtypes, recomputing each logits tile from hidden and weight."""
+    """(d hidden, d weight) in the inputs' dtypes, recomputing each logits tile from hidden and weight; a
+    gradient not needed is not computed (an empty tensor comes back)."""
     N, D = hidden.shape
     V = weight.shape[0]
-    grad_h = torch.zeros(N, D, dtype=torch.float32, device=hidden.device)
-    grad_w = torch.empty_like(weight)
+    grad_h = torch.zeros(N, D, dtype=torch.float32, device=hidden.device) if need_h else hidden.new_empty(0)
+    grad_w = torch.empty_like(weight) if need_w else weight.new_empty(0)
+    if not (need_h or need_w):
+        return grad_h, grad_w
     for v0 in range(0, V, chunk_vocab):
         v1 = min(V, v0 + chunk_vocab)
         w = weight[v0:v1].float()
-        acc_w = torch.zeros(v1 - v0, D, dtype=torch.float32, device=hidden.device)
+        acc_w = torch.zeros(v1 - v0, D, dtype=torch.float32, device=hidden.device) if need_w else None
         for n0 in range(0, N, chunk_tokens):
             n1 = min(N, n0 + chunk_tokens)
             h = hidden[n0:n1].float()
@@ -109,7 +114,10 @@ def linear_backward_chunked(
                 temperature,
                 v_offset=v0,
             )
-            grad_h[n0:n1] += dz @ w
-            acc_w += dz.T @ h
-        grad_w[v0:v1] = acc_w.to(weight.dtype)
-    return grad_h.to(hidden.dtype), grad_w
+            if need_h:
+                grad_h[n0:n1] += dz @ w
+            if acc_w is not None:
+                acc_w += dz.T @ h
+        if acc_w is not None:
+            grad_w[v0:v1] = acc_w.to(weight.dtype)
+    return (grad_h.to(hidden.dtype) if need_h else grad_h), grad_w
