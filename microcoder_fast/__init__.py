@@ -11,7 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"ops", "reference", "executor", "data", "rl", "cli", "kernels", "info"}
+_SUBMODULES = {"ops", "reference", "executor", "data", "rl", "cli", "kernels", "info", "integrations"}
 
 
 def __getattr__(name: str) -> Any:

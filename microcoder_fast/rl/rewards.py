@@ -50,14 +50,21 @@ class RewardJudge:
 
     def __init__(self, workers: int = 2, time_limit_s: float = 6.0, memory_limit_mb: int = 2048,
                  compare: str = "default", max_tests: int | None = 16, backend: str = "local",
-                 address: str = "auto", workers_per_node: int = 0, ranks: int = 1) -> None:
-        from microcoder_fast.executor import Executor
+                 address: str = "auto", workers_per_node: int = 0, ranks: int = 1, executor: Any = None) -> None:
+        # ``executor``: any object with ``submit(code, problem) -> Future`` (the local Executor, the Ray one);
+        # the caller keeps ownership of one passed in (``close()`` leaves it open). Otherwise one is started here.
+        self._owns_executor = executor is None
+        if executor is not None:
+            self.executor = executor
+        elif backend == "ray":  # every node of the Ray cluster; each rank's share of a node's CPUs
+            from microcoder_fast.executor import Executor
 
-        if backend == "ray":  # every node of the Ray cluster; each rank's share of a node's CPUs
             self.executor = Executor(backend="ray", address=address, workers_per_node=workers_per_node or None,
                                      drivers=ranks, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
                                      compare=compare)
         else:
+            from microcoder_fast.executor import Executor
+
             self.executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
                                      compare=compare)
         self.max_tests = max_tests
@@ -77,4 +84,5 @@ class RewardJudge:
         return _Pending(self.executor.submit(ex.code, self._problem(problem)))
 
     def close(self) -> None:
-        self.executor.close()
+        if self._owns_executor:
+            self.executor.close()
