@@ -387,7 +387,7 @@ def test_invalid_expected_json_is_a_clear_error_in_every_mode():
 
 def test_malformed_actual_is_a_mismatch_not_a_crash():
     for bad in ["", "{", '{"zz": 1}', '{"t": 1}', '{"i": "xyz"}', '{"a": 1, "b": 2}', '{"n": ["Fraction", "1/0"]}',
-                "[" * 100000 + "]" * 100000]:
+                "[" * 20000 + "]" * 20000]:
         for mode in MODES:
             assert compare_call(bad, "1", mode) is False
         assert explain_call(bad, "1").startswith("could not decode")

@@ -99,6 +99,12 @@ class Problem:
             for j, line in enumerate(lines):
                 try:
                     json.loads(line)
+                except RecursionError:
+                    raise ValueError(
+                        f"Problem test {i}: argument line {j + 1} is JSON nested too deeply for Python's parser "
+                        f"({len(line)} characters, starting {line[:40]!r}); no program could receive it: "
+                        "flatten the argument or drop the test"
+                    ) from None
                 except ValueError as e:
                     self._input_error = (
                         f"test {i}: argument line {j + 1} is not valid JSON ({e}): {line[:80]!r}; call-mode "

@@ -87,6 +87,8 @@ def from_report(k: int, head: dict, value: bytes, out: bytes | None, size: int, 
                     stderr_tail=tail.decode("utf-8", "replace"))
     if out is None:
         tr.verdict, tr.message = Verdict.OLE, f"stdout reached {size} bytes (limit {rules.output_limit})"
+    elif call and len(value) > rules.output_limit:  # over the cap: OLE before any parsing
+        tr.verdict, tr.message = Verdict.OLE, f"the return value has {len(value)} bytes (limit {rules.output_limit})"
     elif exc == "MemoryError":
         tr.verdict, tr.message = Verdict.MLE, "MemoryError"
     elif exc == "InputError":

@@ -11,6 +11,14 @@ Layout (one concern per module):
 Everything here is pure Python (standard library only) and runs in the caller, except :func:`encode_value`.
 This package never imports the executor, torch or anything outside the standard library.
 
+Bounds (the caller compares untrusted output, so it must stay small and quick whatever a program sends):
+outputs over the executor's cap are OLE before any comparison; stdout is compared a line, and within a
+line a chunk of tokens, at a time (:mod:`._common`), so the caller holds the output, its decoded text and
+one line at most, in every mode (a 64 MB output costs about 128 MB, whatever its shape); a call-mode
+value whose encoding is more than :data:`VALUE_RATIO` times the expected JSON (plus :data:`VALUE_SLACK`) is
+a mismatch without being decoded; JSON nested too deeply for Python's parser is a clear ``ValueError``
+for expected data (a problem error) and a mismatch for a program's value.
+
 Modes, in short (each module's docstring has the exact rules): ``"default"`` is sound (tokens, exact
 integers, reals within ``abs_tol``/``rel_tol``, typed call-mode values); ``"lcb"`` reproduces the
 LiveCodeBench grader; ``"microcoder"`` reproduces the MicroCoder paper's lenient multi-strategy reward
@@ -32,6 +40,8 @@ __all__ = [
     "Mode",
     "NDArray",
     "Opaque",
+    "VALUE_RATIO",
+    "VALUE_SLACK",
     "check_mode",
     "compare_call",
     "compare_stdout",
@@ -76,6 +86,17 @@ def compare_stdout(
     return explain_stdout(actual, expected, mode, abs_tol, rel_tol) is None
 
 
+#: A return value whose encoding is longer than this many times the expected JSON text (plus
+#: :data:`VALUE_SLACK` characters) is a mismatch without being decoded, so decoding a program's value costs
+#: the caller memory in proportion to the expected value, never to what the program sends. No value that
+#: long can match in the default mode except a ``Decimal``/``Fraction`` spelled with that many more digits
+#: (the encoding's widest honest form is an escaped astral character, 12 characters for 1); in the
+#: ``microcoder`` mode a list repeating the expected elements that many times over would have matched as
+#: a set (the paper's set leniency), in the ``lcb`` mode an over-long ``Decimal`` as well.
+VALUE_RATIO = 16
+VALUE_SLACK = 1 << 16
+
+
 def explain_call_modes(
     actual: str | bytes, expected: str, modes: tuple[str, ...], abs_tol: float = 1e-6, rel_tol: float = 1e-6
 ) -> dict[str, str | None]:
@@ -84,11 +105,21 @@ def explain_call_modes(
     ms = _modes(modes)
     _check_tols(abs_tol, rel_tol)
     exp = _expected_value(expected)
+    if isinstance(actual, (str, bytes, bytearray)) and len(actual) > VALUE_RATIO * len(expected) + VALUE_SLACK:
+        why = (f"the return value's encoding has {len(actual)} characters, over {VALUE_RATIO} x the expected "
+               f"value's {len(expected)} + {VALUE_SLACK}: too long to match it (not decoded)")
+        return {m.name: why for m in ms}
     try:
         act = decode_value(actual)
     except (ValueError, TypeError) as e:
         return {m.name: f"could not decode the program's return value: {e}" for m in ms}
-    return {m.name: m.explain_value(act, exp, abs_tol, rel_tol) for m in ms}
+    whys: dict[str, str | None] = {}
+    for m in ms:
+        try:
+            whys[m.name] = m.explain_value(act, exp, abs_tol, rel_tol)
+        except RecursionError:  # the decoded value is bounded in depth; this guards the stack that is left
+            whys[m.name] = "the return value is nested too deeply to compare"
+    return whys
 
 
 def explain_call(

@@ -31,8 +31,10 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from fractions import Fraction
+from itertools import zip_longest
 
 from microcoder_fast.executor.compare._common import close as _close
+from microcoder_fast.executor.compare._common import TokenStream, line_spans, rstrip_end, short_span, token_chunks
 from microcoder_fast.executor.compare._common import short as _short
 from microcoder_fast.executor.compare.codec import NDArray
 
@@ -44,19 +46,13 @@ _INT_RE = re.compile(r"[+-]?[0-9]+\Z")
 _REAL_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _TRAIL_WS = " \t\r\f\v"
 _TOKEN_RE = re.compile(r"[^ \t\r\f\v]+")  # tokens split on ASCII whitespace only, as real judges do
+_SPACE_RE = re.compile(r"[ \t\r\f\v]")
 
 
 def _int_canon(tok: str) -> str:
     neg = tok[0] == "-"
     digits = tok.lstrip("+-").lstrip("0") or "0"
     return "-" + digits if neg and digits != "0" else digits
-
-
-def _default_lines(text: str) -> list[str]:
-    lines = [ln.rstrip(_TRAIL_WS) for ln in text.replace("\r\n", "\n").split("\n")]
-    while lines and not lines[-1]:
-        lines.pop()
-    return lines
 
 
 def _default_token(a: str, e: str, abs_tol: float, rel_tol: float) -> bool:
@@ -72,24 +68,47 @@ def _default_token(a: str, e: str, abs_tol: float, rel_tol: float) -> bool:
     return False
 
 
+def _line_count(text: str, content_end: int) -> int:
+    return 0 if content_end == 0 else text.count("\n", 0, content_end) + 1
+
+
+def _explain_line(no: int, out: str, a0: int, a1: int, exp: str, e0: int, e1: int, abs_tol: float,
+                  rel_tol: float) -> str | None:
+    a_toks = TokenStream(token_chunks(out, a0, a1, _TOKEN_RE, _SPACE_RE))
+    e_toks = TokenStream(token_chunks(exp, e0, e1, _TOKEN_RE, _SPACE_RE))
+    ti = 0
+    for at, et in zip_longest(a_toks, e_toks):
+        if at is not None and et is not None:
+            ti += 1
+            if _default_token(at, et, abs_tol, rel_tol):
+                continue
+        # a mismatch: the token counts decide the message (counted on, never held)
+        na = ti - (at is not None and et is not None) + (at is not None) + a_toks.count_rest()
+        ne = ti - (at is not None and et is not None) + (et is not None) + e_toks.count_rest()
+        if na != ne:
+            return (f"line {no}: expected {ne} token(s), got {na}: {short_span(exp, e0, e1)} vs "
+                    f"{short_span(out, a0, a1)}")
+        return f"line {no}, token {ti}: expected {_short(et)}, got {_short(at)}"
+    return None
+
+
 def _explain_default_stdout(out: str, exp: str, abs_tol: float, rel_tol: float) -> str | None:
+    """Streams over the output line by line and token by token (memory: one line at most)."""
     if out == exp:
         return None
-    a_lines = _default_lines(out)
-    e_lines = _default_lines(exp)
-    if a_lines == e_lines:
-        return None
-    if len(a_lines) != len(e_lines):
-        return f"expected {len(e_lines)} line(s), got {len(a_lines)}"
-    for no, (al, el) in enumerate(zip(a_lines, e_lines), 1):
-        if al == el:
+    a_end = rstrip_end(out, 0, len(out), _TRAIL_WS + "\n")  # trailing empty lines do not count
+    e_end = rstrip_end(exp, 0, len(exp), _TRAIL_WS + "\n")
+    na, ne = _line_count(out, a_end), _line_count(exp, e_end)
+    if na != ne:
+        return f"expected {ne} line(s), got {na}"
+    for no, ((a0, a1), (e0, e1)) in enumerate(zip(line_spans(out, 0, a_end), line_spans(exp, 0, e_end)), 1):
+        a1 = rstrip_end(out, a0, a1, _TRAIL_WS)
+        e1 = rstrip_end(exp, e0, e1, _TRAIL_WS)
+        if a1 - a0 == e1 - e0 and out.startswith(exp[e0:e1], a0):
             continue
-        a_toks, e_toks = _TOKEN_RE.findall(al), _TOKEN_RE.findall(el)
-        if len(a_toks) != len(e_toks):
-            return f"line {no}: expected {len(e_toks)} token(s), got {len(a_toks)}: {_short(el)} vs {_short(al)}"
-        for ti, (at, et) in enumerate(zip(a_toks, e_toks), 1):
-            if not _default_token(at, et, abs_tol, rel_tol):
-                return f"line {no}, token {ti}: expected {_short(et)}, got {_short(at)}"
+        why = _explain_line(no, out, a0, a1, exp, e0, e1, abs_tol, rel_tol)
+        if why is not None:
+            return why
     return None
 
 

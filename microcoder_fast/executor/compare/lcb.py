@@ -18,38 +18,50 @@ Imports the standard library and this package's helpers only.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
+from itertools import zip_longest
 
+from microcoder_fast.executor.compare._common import line_spans, lstrip_start, rstrip_end, short_span, tokens
 from microcoder_fast.executor.compare._common import short as _short
 
 
-def _lcb_lines(text: str) -> list[str]:
-    return [ln.strip() for ln in text.strip().split("\n")]
+_TOKEN_RE = re.compile(r"\S+")  # str.split()'s tokens: re's \s is str.isspace(), the set split() uses
+_SPACE_RE = re.compile(r"\s")
 
 
-def _lcb_decimals(line: str) -> list[Decimal] | None:
-    try:
-        return [Decimal(tok) for tok in line.split()]
-    except (InvalidOperation, ValueError, TypeError):
-        return None
+def _stripped(text: str, start: int, end: int) -> tuple[int, int]:
+    start = lstrip_start(text, start, end)
+    return start, rstrip_end(text, start, end)
+
+
+def _decimals_equal(out: str, a0: int, a1: int, exp: str, e0: int, e1: int) -> bool:
+    """Every token of both lines converts to ``Decimal`` and the two lists are equal (streamed)."""
+    for at, et in zip_longest(tokens(out, a0, a1, _TOKEN_RE, _SPACE_RE), tokens(exp, e0, e1, _TOKEN_RE, _SPACE_RE)):
+        if at is None or et is None:
+            return False
+        try:
+            if Decimal(at) != Decimal(et):
+                return False
+        except (InvalidOperation, ValueError, TypeError):  # signalling NaN: the grader errors out, a failure
+            return False
+    return True
 
 
 def _explain_lcb_stdout(out: str, exp: str) -> str | None:
-    a_lines = _lcb_lines(out)
-    e_lines = _lcb_lines(exp)
-    if len(a_lines) != len(e_lines):
-        return f"expected {len(e_lines)} line(s), got {len(a_lines)} (after stripping)"
-    for no, (al, el) in enumerate(zip(a_lines, e_lines), 1):
-        if al == el:
+    """The grader's ``[ln.strip() for ln in text.strip().split("\n")]``, streamed line by line."""
+    as_, ae = _stripped(out, 0, len(out))
+    es, ee = _stripped(exp, 0, len(exp))
+    na, ne = out.count("\n", as_, ae) + 1, exp.count("\n", es, ee) + 1
+    if na != ne:
+        return f"expected {ne} line(s), got {na} (after stripping)"
+    for no, ((a0, a1), (e0, e1)) in enumerate(zip(line_spans(out, as_, ae), line_spans(exp, es, ee)), 1):
+        a0, a1 = _stripped(out, a0, a1)
+        e0, e1 = _stripped(exp, e0, e1)
+        if a1 - a0 == e1 - e0 and out.startswith(exp[e0:e1], a0):
             continue
-        ad = _lcb_decimals(al)
-        ed = _lcb_decimals(el) if ad is not None else None
-        try:
-            same = ad is not None and ed is not None and ad == ed
-        except InvalidOperation:  # signalling NaN: the grader errors out on this line, a failure too
-            same = False
-        if not same:
-            return f"line {no}: expected {_short(el)}, got {_short(al)}"
+        if not _decimals_equal(out, a0, a1, exp, e0, e1):
+            return f"line {no}: expected {short_span(exp, e0, e1)}, got {short_span(out, a0, a1)}"
     return None
 
 

@@ -28,22 +28,41 @@ Imports the standard library and this package's codec, helpers and the default m
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from itertools import chain, zip_longest
 
 from microcoder_fast.executor.compare._common import close as _close
+from microcoder_fast.executor.compare import _common
+from microcoder_fast.executor.compare._common import line_spans, token_chunks, tokens
 from microcoder_fast.executor.compare._common import short as _short
 from microcoder_fast.executor.compare.codec import NDArray
 from microcoder_fast.executor.compare.default import explain_stdout as _explain_default_stdout
 
 
-def _mc_lines(text: str) -> list[str]:
-    out = []
-    for ln in text.strip().replace("\r\n", "\n").split("\n"):
-        ln = " ".join(ln.split())
-        if ln:
-            out.append(ln)
-    return out
+_TOKEN_RE = re.compile(r"\S+")  # str.split()'s tokens: re's \s is str.isspace(), the set split() uses
+_SPACE_RE = re.compile(r"\s")
+
+
+_BULK = 1 << 18  # characters of short lines normalised at C speed at a time (strategy 4)
+
+
+def _mc_lines(text: str) -> Iterator[Iterator[str] | list[str]]:
+    """The tokens of every line that is not blank: the paper's normalised lines (whole text stripped,
+    lines stripped, inner whitespace collapsed, empty lines dropped), streamed: a list for a short line,
+    a stream for a long one."""
+    for s, e in line_spans(text):
+        if e - s <= _common._CHUNK:
+            toks = text[s:e].split()
+            if toks:
+                yield toks
+            continue
+        it = tokens(text, s, e, _TOKEN_RE, _SPACE_RE)
+        first = next(it, None)
+        if first is not None:
+            yield chain((first,), it)
 
 
 def _mc_float(tok: str) -> float | None:
@@ -65,50 +84,89 @@ def _mc_round_eq(a: float, e: float, ndigits: int) -> bool:
         return False
 
 
-def _mc_token_pairs(a_lines: list[str], e_lines: list[str]) -> list[tuple[str, str]] | None:
-    if len(a_lines) != len(e_lines):
-        return None
-    pairs: list[tuple[str, str]] = []
-    for al, el in zip(a_lines, e_lines):
-        at, et = al.split(" "), el.split(" ")
-        if len(at) != len(et):
+def _pairwise_ok(out: str, exp: str, abs_tol: float, rel_tol: float) -> bool:
+    """Strategies 1-3 in one streamed pass: the same lines and tokens, every token pair identical, or
+    every pair identical or close (2), or every pair identical or equal once rounded to the decimals
+    the expected token shows (3)."""
+    close_ok = round_ok = True
+    for a_line, e_line in zip_longest(_mc_lines(out), _mc_lines(exp)):
+        if a_line is None or e_line is None:
+            return False
+        if type(a_line) is list and a_line == e_line:
+            continue
+        for at, et in zip_longest(a_line, e_line):
+            if at is None or et is None:
+                return False
+            if at == et:
+                continue
+            af, ef = _mc_float(at), _mc_float(et)
+            if af is None or ef is None:
+                return False
+            if close_ok and (not _close(af, ef, abs_tol, rel_tol) or af != af):
+                close_ok = False
+            if round_ok and not _mc_round_eq(af, ef, _decimals_shown(et)):
+                round_ok = False
+            if not (close_ok or round_ok):
+                return False
+    return True
+
+
+def _joined(toks: Iterator[str], limit: int) -> str | None:
+    """``" ".join(toks)``, or None as soon as it would be longer than ``limit``."""
+    parts: list[str] = []
+    size = -1
+    for t in toks:
+        size += len(t) + 1
+        if size > limit:
             return None
-        pairs.extend(zip(at, et))
-    return pairs
+        parts.append(t)
+    return " ".join(parts)
+
+
+def _line_sets(text: str, longest: int) -> Iterator[set]:
+    """The normalised non-blank lines of ``text`` as sets, a chunk of short lines at a time (normalised at
+    C speed); a line longer than a chunk is joined token by token, and is None once longer than
+    ``longest`` (no expected line can equal it)."""
+    pos, n = 0, len(text)
+    while pos < n:
+        stop = min(pos + _BULK, n)
+        cut = n if stop == n else text.rfind("\n", pos, stop)
+        if cut < 0:  # a line longer than the chunk
+            end = text.find("\n", pos)
+            end = n if end < 0 else end
+            yield {_joined(tokens(text, pos, end, _TOKEN_RE, _SPACE_RE), longest)} - {""}
+            pos = end + 1
+            continue
+        # the distinct raw lines first (C speed), so a repetitive output is normalised once per line
+        lines = set(map(" ".join, map(str.split, set(text[pos:cut].split("\n")))))
+        lines.discard("")
+        yield lines
+        pos = cut + 1
+
+
+def _same_set(parts: Iterator[set], target: set) -> bool:
+    """``union(parts) == target``, stopping at the first part with an item outside ``target`` (memory: one
+    part and ``target``)."""
+    seen: set = set()
+    for part in parts:
+        if not part <= target:
+            return False
+        seen |= part
+    return len(seen) == len(target)
+
+
+def _sets_equal(out: str, exp: str) -> bool:
+    """Strategy 4: the sets of normalised lines are equal, or the sets of all tokens are."""
+    e_lines = set().union(*_line_sets(exp, len(exp)))
+    if _same_set(_line_sets(out, max(map(len, e_lines), default=0)), e_lines):
+        return True
+    e_tokens = set().union(*map(set, token_chunks(exp, 0, len(exp), _TOKEN_RE, _SPACE_RE)))
+    return _same_set(map(set, token_chunks(out, 0, len(out), _TOKEN_RE, _SPACE_RE)), e_tokens)
 
 
 def _explain_microcoder_stdout(out: str, exp: str, abs_tol: float, rel_tol: float) -> str | None:
-    a_lines, e_lines = _mc_lines(out), _mc_lines(exp)
-    if a_lines == e_lines:  # 1. whitespace / line normalisation
-        return None
-    pairs = _mc_token_pairs(a_lines, e_lines)
-    if pairs is not None:
-        # 2. float closeness
-        ok = True
-        for at, et in pairs:
-            if at == et:
-                continue
-            af, ef = _mc_float(at), _mc_float(et)
-            if af is None or ef is None or not _close(af, ef, abs_tol, rel_tol) or af != af:
-                ok = False
-                break
-        if ok:
-            return None
-        # 3. rounding to the decimals the expected token shows
-        ok = True
-        for at, et in pairs:
-            if at == et:
-                continue
-            af, ef = _mc_float(at), _mc_float(et)
-            if af is None or ef is None or not _mc_round_eq(af, ef, _decimals_shown(et)):
-                ok = False
-                break
-        if ok:
-            return None
-    # 4. set comparison of lines, then of tokens
-    if set(a_lines) == set(e_lines):
-        return None
-    if {t for ln in a_lines for t in ln.split(" ")} == {t for ln in e_lines for t in ln.split(" ")}:
+    """Streams over the output (memory: one chunk of tokens, plus the expected output's own sets)."""
+    if out == exp or _pairwise_ok(out, exp, abs_tol, rel_tol) or _sets_equal(out, exp):
         return None
     return "no strategy matched (normalised text, float closeness, rounding, sets)" + (
         f"; normalised: {_explain_default_stdout(out, exp, abs_tol, rel_tol) or 'tokens differ'}")
