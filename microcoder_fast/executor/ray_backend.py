@@ -242,34 +242,44 @@ class RayExecutor:
         self._no_node_since: float | None = None
         self._capacity = 0
         self._method = "judge"  # "null_judge": bench_executor's measure of the driver and Ray alone
+        try:
+            self._start(start_timeout_s)
+        except BaseException:
+            self._kill_all()
+            if self._owns_ray:
+                ray.shutdown()
+            raise
+        self._thread = threading.Thread(target=self._loop, name="mcf-ray-dispatch", daemon=True)
+        self._thread.start()
+
+    def _start(self, start_timeout_s: float) -> None:
+        """Start the first actors and wait until one is ready, so that a bad option or a cluster without
+        usable nodes fails in the constructor."""
+        ray = _ray()
         self._refresh()
-        # wait for the first actors, so that a bad option or a cluster without usable nodes fails here
         deadline = time.monotonic() + start_timeout_s
         first_error: BaseException | None = None
         while not any(n.ready for n in self._nodes.values()):
             waiting = [n.ready_ref for n in self._nodes.values() if not n.dead]
             if not waiting:
-                if first_error is not None:
-                    self._kill_all()
-                    raise RuntimeError(f"the judge actor did not start on any Ray node: {first_error}")
+                if first_error is not None:  # the cause is the last line of the actor's traceback
+                    cause = (str(first_error).strip().splitlines() or [repr(first_error)])[-1]
+                    raise RuntimeError(f"the judge actor did not start on any Ray node: {cause}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(
                         "no Ray node to judge on: the cluster has no alive node with CPUs"
-                        + (f" and the resource {resource!r}" if resource else "")
+                        + (f" and the resource {self.resource!r}" if self.resource else "")
                         + "; add one with `ray start --address=HEAD:6379`")
                 time.sleep(min(self.refresh_s, 0.5))
                 self._refresh()
                 continue
             got, _ = ray.wait(waiting, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
             if not got:
-                self._kill_all()
                 raise RuntimeError(f"the judge actors did not start within {start_timeout_s:g} s (start_timeout_s)")
             for n in list(self._nodes.values()):
                 if n.ready_ref in got:
                     err = self._on_ready(n)
                     first_error = first_error or err
-        self._thread = threading.Thread(target=self._loop, name="mcf-ray-dispatch", daemon=True)
-        self._thread.start()
 
     # --- public API -----------------------------------------------------------------------------------
     @property
