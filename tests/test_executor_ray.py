@@ -213,6 +213,43 @@ def test_actor_killed_mid_batch(rex):
     assert victim in rex.actors() and rex.stats()[victim]["actors"] == 2
 
 
+def test_stalled_actor_is_written_off(rex):
+    """An actor that stops answering while Ray still reports it alive (SIGSTOP): its generations are
+    overdue, so it is killed and they run elsewhere."""
+    import os
+    import signal
+
+    items, want = _sleepers(12, 0.3)
+    before = rex.stats()
+    rex.stall_timeout_s = 5.0
+    pid = victim = None
+    got = []
+    try:
+        for r in rex.judge_iter(items):
+            got.append(r)
+            if pid is None:
+                stats = rex.stats()
+                victim = max(rex.actors(), key=lambda k: stats[k]["inflight"])
+                pid = ray.get(rex.actors()[victim].ready.remote())["pid"]
+                os.kill(pid, signal.SIGSTOP)
+    finally:
+        rex.stall_timeout_s = None
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert sorted(r.index for r in got) == list(range(len(items)))
+    assert [r.verdict for r in sorted(got, key=lambda r: r.index)] == want
+    after = rex.stats()
+    assert after[victim]["lost"] - before[victim]["lost"] >= 1
+    assert sum(_deltas(before, after, "done").values()) == len(items)
+    deadline = time.monotonic() + 60
+    while victim not in rex.actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert victim in rex.actors()  # a fresh actor on the same node
+
+
 def test_node_added_then_removed_mid_batch(rex, cluster):
     old = set(rex.actors())
     added: dict = {}

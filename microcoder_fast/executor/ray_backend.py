@@ -20,6 +20,10 @@ and returns the same :class:`Result` objects, judged the same way:
   other actors: each generation's Result is delivered exactly once (a result from an actor already written
   off is ignored), and a generation whose actor died ``max_losses`` times gets IE; a node still alive gets a
   fresh actor, and nodes that join are found every ``refresh_s`` seconds;
+* an actor that stops answering while Ray still reports it alive (a stopped process, a network partition
+  the health checks miss) is written off the same way once a generation sent to it is overdue: after
+  ``stall_timeout_s``, by default 120 s + 4 x (tests + 1) x the time limit, which bounds a generation's
+  wait in the node's queue plus its run;
 * Ctrl-C (or leaving ``judge_iter`` early, or cancelling a Future) cancels the generations not yet
   finished: queued ones never start, running ones are cancelled on their actor (a program already forked
   runs to its time limit, as locally). ``close()`` kills the actors.
@@ -139,6 +143,7 @@ class _Job:
     ref: Any = None
     key: str | None = None  # the problem's object-store key (set when the dispatcher admits the job)
     pref: Any = None
+    sent_at: float = 0.0
 
 
 @dataclass(eq=False)
@@ -185,6 +190,7 @@ class RayExecutor:
         return_output: bool = False,
         refresh_s: float = 1.0,
         max_losses: int = 3,
+        stall_timeout_s: float | None = None,
         start_timeout_s: float = 120.0,
         no_node_timeout_s: float = 120.0,
         **executor_options: Any,
@@ -206,6 +212,8 @@ class RayExecutor:
             raise ValueError(f"drivers must be an int >= 1 (executors sharing the nodes), got {drivers!r}")
         if not (refresh_s > 0 and math.isfinite(refresh_s)):
             raise ValueError(f"refresh_s must be a positive number of seconds, got {refresh_s!r}")
+        if stall_timeout_s is not None and not (stall_timeout_s > 0 and math.isfinite(stall_timeout_s)):
+            raise ValueError(f"stall_timeout_s must be a positive number of seconds or None, got {stall_timeout_s!r}")
         if not isinstance(max_losses, int) or max_losses < 1:
             raise ValueError(f"max_losses must be an int >= 1, got {max_losses!r}")
         ray = _ray()
@@ -226,6 +234,7 @@ class RayExecutor:
         self.return_output = bool(return_output)
         self.refresh_s = float(refresh_s)
         self.max_losses = max_losses
+        self.stall_timeout_s = stall_timeout_s
         self.no_node_timeout_s = float(no_node_timeout_s)
         self._options = dict(executor_options)
         self._actor_cls = ray.remote(num_cpus=0, max_restarts=0, max_concurrency=1000)(_NodeJudge)
@@ -540,7 +549,7 @@ class RayExecutor:
                 return
             self._pending.popleft()
             ref = getattr(best.actor, self._method).remote(job.code, job.key, [job.pref], job.stop, job.return_output)
-            job.node, job.ref = best, ref
+            job.node, job.ref, job.sent_at = best, ref, time.monotonic()
             best.inflight[ref] = job
             best.sent += 1
             best.max_inflight = max(best.max_inflight, len(best.inflight))
@@ -593,6 +602,7 @@ class RayExecutor:
                     break
                 now = time.monotonic()
                 if now >= self._next_refresh:
+                    self._retire_stalled(now)
                     self._refresh()
                 # cancelled in flight: tell the actor, forget the generation
                 for n in list(self._nodes.values()):
@@ -630,6 +640,18 @@ class RayExecutor:
                 self._finish(self._pending.popleft(), exc=RuntimeError(f"the Ray judge's dispatcher failed: {e!r}"))
         finally:
             self._shutdown_driver()
+
+    def _overdue(self, job: _Job) -> float:
+        if self.stall_timeout_s is not None:
+            return self.stall_timeout_s
+        tl = job.problem.time_limit_s or self._options.get("time_limit_s", 6.0)
+        return 120.0 + 4.0 * tl * (len(job.problem.tests) + 1)
+
+    def _retire_stalled(self, now: float) -> None:
+        """Write off actors holding a generation far past any bound its limits allow."""
+        for n in list(self._nodes.values()):
+            if any(now - j.sent_at > self._overdue(j) for j in n.inflight.values()):
+                self._retire(n)
 
     def _check_starved(self, now: float) -> None:
         if not self._pending or any(n.ready and not n.dead for n in self._nodes.values()):
