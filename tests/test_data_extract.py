@@ -112,3 +112,16 @@ def test_inline_backticks_are_not_fences():
 def test_type_error():
     with pytest.raises(TypeError, match="completion text"):
         extract_code(None)  # type: ignore[arg-type]
+
+
+def test_warnings_about_the_parsed_code_stay_quiet_and_do_not_change_the_outcome():
+    import warnings
+
+    from microcoder_fast.data.extract import parses, syntax_error
+
+    code = 'import re\nprint(re.findall("\\d+", input()))\n'  # an invalid escape: the parser warns about it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would raise: under -W error this was "does not parse"
+        assert parses(code) and syntax_error(code) is None
+        assert extract_code(code).code == code
+    assert "SyntaxError" in syntax_error("def f(:\n")

@@ -20,7 +20,11 @@ def test_default_run_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     rc = main([f"run_dir={run}", "total_steps=6", "eval_every=3", "progress=false"])
     assert rc == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # progress=false is quiet: no HF progress bars for the model shards written or the weights loaded
+    assert "Loading weights" not in captured.err and "Writing model shards" not in captured.err
+    assert out.startswith("config: preset embedded")
     assert "held-out pass@1 (fraction)   before RL   after RL" in out
     assert "held-out pass@1 before RL: " in out and "held-out pass@1 after RL: " in out and "(sampling s.e.)" in out
     summary = json.loads((run / "summary.json").read_text())
@@ -56,14 +60,18 @@ def test_default_run_end_to_end(tmp_path, capsys):
         missing = [k for k in REQUIRED if k not in r]
         assert not missing, missing
         assert 0.0 <= r["reward_mean"] <= 1.0 and r["pass_rate"] + r["fail_rate"] + r["no_code_rate"] == pytest.approx(1.0)
-    assert "pass@1" in steps[2]  # held-out eval every 3 steps
+    # held-out evals every 3 steps: rows of their own (phase eval), printed, never merged into a training row
+    assert not any("pass@1" in r for r in steps)
+    assert [r["step"] for r in rows if r.get("phase") == "eval"] == [0, 3, 6]
+    assert "held-out pass@1 at step 3: " in out
     assert sum(r["reward_mean"] for r in steps) > 0  # some rewards were earned, so the policy gradient was live
     assert any(r["grad_norm"] > 0 for r in steps)
     comps = [json.loads(x) for x in (run / "completions.jsonl").read_text().splitlines()]
     assert comps and {"step", "problem", "text", "reward", "outcome", "truncated", "masked"} <= set(comps[0])
     import yaml
 
-    assert yaml.safe_load((run / "config.yaml").read_text())["total_steps"] == 6
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["total_steps"] == 6 and saved["run_dir"] == str(run)
     # the final checkpoint is an HF directory that loads
     from transformers import AutoModelForCausalLM
 

@@ -163,3 +163,52 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path):
               "scheduler.pt", "rng.pt", "state.json"):
         assert (ck / f).is_file(), f
     assert json.loads((ck / "state.json").read_text())["data_position"] == 6
+
+
+@pytest.mark.slow
+def test_resume_keeps_before_rl_numbers_and_writes_each_step_once(tmp_path, capsys):
+    """A run interrupted after step 2 with its last checkpoint at step 1: the resumed run replays step 2, and
+    metrics.jsonl still holds each step (and each evaluation) once; summary.json keeps the before-RL pass@1
+    that only the first part measured; config.yaml names the directory used."""
+    import yaml
+
+    first = _run(tmp_path, "r", total_steps=2, save_every=1, keep_checkpoints=0, eval_before=True, eval_every=1)
+    before = json.loads((tmp_path / "r" / "summary.json").read_text())["pass@1_before"]
+    ck1 = tmp_path / "r" / "checkpoints" / "step_000001"
+    assert first.eval_before["pass@1_before"] == before
+    resumed = _run(tmp_path, "r", total_steps=3, save_every=1, eval_before=True, eval_every=1, resume=str(ck1))
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "reward_mean" in r] == [1, 2, 3]
+    assert [r["step"] for r in rows if r.get("phase") == "eval"] == [0, 1, 2, 3]  # before, at 1 and 2, after
+    comps = [json.loads(x)["step"] for x in (tmp_path / "r" / "completions.jsonl").read_text().splitlines()]
+    assert sorted(set(comps)) == [1, 2, 3] and len(comps) == 3  # log_completions=1 per step, once each
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["pass@1_before"] == before and resumed.eval_before["pass@1_before"] == before
+    assert "held-out pass@1 at step 2: " in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["run_dir"] == str(tmp_path / "r")
+
+
+def test_equal_reward_steps_warn_once_per_streak():
+    from microcoder_fast.rl.report import EqualRewardWatch
+
+    w = EqualRewardWatch(after=3)
+    said = [w.update(v, step) for step, v in enumerate([1.0, 1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0], 1)]
+    assert [i + 1 for i, m in enumerate(said) if m] == [6]  # steps 4-6 are the first three in a row
+    assert "steps 4-6" in said[5] and "advantages are 0" in said[5]
+
+
+def test_quiet_libraries_turns_off_hf_progress_bars():
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from microcoder_fast.rl.report import quiet_libraries
+
+    with warnings.catch_warnings():  # quiet_libraries adds filters: keep them inside this test
+        try:
+            quiet_libraries(progress=True)
+            assert hf_logging.is_progress_bar_enabled()
+            quiet_libraries(progress=False)
+            assert not hf_logging.is_progress_bar_enabled()
+        finally:
+            hf_logging.enable_progress_bar()

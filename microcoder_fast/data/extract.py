@@ -25,6 +25,7 @@ import ast
 import dataclasses
 import re
 import textwrap
+import warnings
 from typing import Literal
 
 _OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\n]*)$")
@@ -80,10 +81,19 @@ def _blocks(text: str) -> list[_Block]:
     return blocks
 
 
+def parse_quietly(code: str) -> ast.Module:
+    """``ast.parse`` without the warnings the parser emits about the *parsed* code (invalid escape sequences:
+    DeprecationWarning, SyntaxWarning from 3.12): a model's program is not this process's code, its warnings
+    are noise on the trainer's terminal, and under ``-W error`` they would turn valid code into "no code"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(code)
+
+
 def syntax_error(code: str) -> str | None:
     """Why ``code`` does not parse as Python (``"SyntaxError: ... (line N)"``), or ``None`` when it parses."""
     try:
-        ast.parse(code)
+        parse_quietly(code)
     except SyntaxError as e:
         return f"{type(e).__name__}: {e.msg} (line {e.lineno})"
     except ValueError as e:  # null bytes
@@ -98,7 +108,7 @@ def parses(code: str) -> bool:
 
 def _looks_like_program(code: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = parse_quietly(code)
     except (SyntaxError, ValueError):
         return False
     for node in tree.body:

@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from microcoder_fast.data.extract import extract_code, parses
+from microcoder_fast.data.extract import extract_code, parse_quietly, parses
 from microcoder_fast.data.problem import CodeProblem
 from microcoder_fast.executor.types import TestCase
 
@@ -195,7 +195,7 @@ def load_humaneval(mode: str = "call") -> list[CodeProblem]:
 
 def _defines_top_level(code: str, name: str) -> bool:
     try:
-        tree = ast.parse(code)
+        tree = parse_quietly(code)
     except (SyntaxError, ValueError):
         return False
     return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)

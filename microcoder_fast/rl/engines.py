@@ -13,6 +13,7 @@ place with ``collective_rpc("reload_weights", ...)`` and the prefix cache is res
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -128,6 +129,26 @@ class HFEngine:
         pass
 
 
+# vLLM's in-place reload warns "<layer>: Failed to load weights" for each layer the state dict has no tensor
+# for, after every sync. RotaryEmbedding owns no weights (its cos/sin cache is computed and put back as is),
+# so for it the warning is noise that reads as a broken sync; any other layer still warns.
+_RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+class _HarmlessReloadWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args
+                    and record.args[0] == "RotaryEmbedding")
+
+
+def _quiet_vllm() -> None:
+    """vLLM logs at WARNING unless the user set ``VLLM_LOGGING_LEVEL``; the harmless reload warning is dropped."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    logger = logging.getLogger(_RELOAD_LOGGER)
+    if not any(isinstance(f, _HarmlessReloadWarning) for f in logger.filters):
+        logger.addFilter(_HarmlessReloadWarning())
+
+
 class VLLMEngine:
     """vLLM ``LLM`` in this process; groups are streamed out of ``llm_engine.step()`` as they finish."""
 
@@ -150,6 +171,7 @@ class VLLMEngine:
         """``llm_kwargs``: extra ``vllm.LLM`` arguments (torchrun passes the external-launcher backend)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_space_gb))
+        _quiet_vllm()
         from vllm import LLM
 
         kwargs: dict[str, Any] = dict(

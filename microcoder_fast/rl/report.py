@@ -52,9 +52,82 @@ class MetricsWriter:
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k, v, m["step"])
 
+    def drop_after(self, step: int) -> None:
+        """Resuming from the checkpoint of ``step``: remove the rows of later steps (written before an
+        interrupt, and about to be written again), so each step appears once. Rows without a step stay."""
+        if not self.enabled:
+            return
+        drop_rows_after(self.path, step)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def drop_rows_after(path: Path, step: int) -> int:
+    """Rewrite the JSON-lines file ``path`` without the rows whose ``step`` is greater than ``step`` (and
+    without a torn last line); returns how many rows went."""
+    if not path.is_file():
+        return 0
+    keep, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] > step:
+            dropped += 1
+        else:
+            keep.append(line)
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+    return dropped
+
+
+def quiet_libraries(progress: bool) -> None:
+    """Keep the terminal to the trainer's own lines: vLLM logs at WARNING unless the user set
+    ``VLLM_LOGGING_LEVEL``; with ``progress=false`` no transformers / huggingface_hub progress bars (model
+    shards written, weights loaded) and no SyntaxWarning / DeprecationWarning about judged programs' code."""
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if progress:
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
+    warnings.filterwarnings("ignore", message="invalid escape sequence", category=DeprecationWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:
+        pass
+
+
+class EqualRewardWatch:
+    """Warn once per streak when ``after`` RL steps in a row had every group at one reward (all pass or all
+    fail): those steps have zero advantages and so no policy gradient."""
+
+    def __init__(self, after: int = 3) -> None:
+        self.after = after
+        self.streak = 0
+
+    def update(self, groups_all_same: float | None, step: int) -> str | None:
+        self.streak = self.streak + 1 if groups_all_same == 1.0 else 0
+        if self.streak != self.after:
+            return None
+        return (f"warning: steps {step - self.after + 1}-{step}: in every group all responses got the same reward, "
+                "so the advantages are 0 and the policy does not change; the problems are too hard (or too easy) "
+                "for the model at this temperature: see reward_mean, and try more sft_steps, another temperature "
+                "or other train_data")
 
 
 def step_metrics(*, rewards: Any, outcomes: Sequence[str], lengths: Sequence[int], mask_rates: dict[str, float],

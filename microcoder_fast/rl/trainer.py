@@ -14,6 +14,7 @@ Nothing imports this module except the CLI, the probe and the integrations.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -33,7 +34,17 @@ from microcoder_fast.rl.engines import Completion, HFEngine, VLLMEngine, vllm_av
 from microcoder_fast.rl.evaluation import evaluate
 from microcoder_fast.rl.masking import truncation_mask
 from microcoder_fast.rl.policy import load_policy, policy_dir
-from microcoder_fast.rl.report import MetricsWriter, eval_kinds, eval_summary, fmt_pass, log, step_metrics
+from microcoder_fast.rl.report import (
+    EqualRewardWatch,
+    MetricsWriter,
+    drop_rows_after,
+    eval_kinds,
+    eval_summary,
+    fmt_pass,
+    log,
+    quiet_libraries,
+    step_metrics,
+)
 from microcoder_fast.rl.rewards import RewardJudge
 from microcoder_fast.rl.sft import run_sft
 from microcoder_fast.rl.temperature import TemperatureSchedule
@@ -50,10 +61,11 @@ class Trainer:
         self.dist = rldist.init_distributed(self.device.type)
         rldist.check_config(cfg, self.dist)
         self.rollout_model: Any = None  # torchrun + HF engine: the unsharded copy the engine samples from
+        quiet_libraries(cfg.progress)
         self.run_dir = self.dist.broadcast_object(resolve_run_dir(cfg))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if self.dist.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
+        if self.dist.is_main:  # the directory actually used, not the "" that asked for a new one
+            save_config(dataclasses.replace(cfg, run_dir=str(self.run_dir)), self.run_dir / "config.yaml")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.dtype = torch.float32 if cfg.dtype == "float32" else torch.bfloat16
@@ -81,10 +93,15 @@ class Trainer:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.completions_path = self.run_dir / "completions.jsonl"
         self.metrics = MetricsWriter(self.metrics_path, self.dist.is_main)
+        self.eval_before: dict[str, Any] = {}  # summary.json's before-RL numbers, kept in checkpoints
         if self.ckpt_to_load is not None:
             st = load_checkpoint(self.ckpt_to_load, self.model, self.optimizer, self.scheduler, self.dist)
             self.step = int(st["step"])
             self.sft_done = bool(st["sft_done"])
+            self.eval_before = dict(st.get("eval_before") or {})
+            if self.dist.is_main:  # steps after the checkpoint are replayed: each step is written once
+                self.metrics.drop_after(self.step)
+                drop_rows_after(self.completions_path, self.step)
 
     # ---- setup -------------------------------------------------------------------------------------
     def _seed_everything(self, seed: int) -> None:
@@ -223,7 +240,7 @@ class Trainer:
     def save_checkpoint(self):  # noqa: ANN201
         state = {"step": self.step, "sft_done": self.sft_done,
                  "data_position": self.step * self.cfg.train_batch_size,
-                 "temperature": self.schedule.at(self.step)}
+                 "temperature": self.schedule.at(self.step), "eval_before": self.eval_before}
         return save_checkpoint(self.run_dir, state, self.model, self.tokenizer, self.optimizer, self.scheduler,
                                self.cfg.keep_checkpoints, self.dist)
 
@@ -253,9 +270,11 @@ class Trainer:
         self._make_engine()
         if cfg.eval_before and not resumed:
             ev = self.evaluate()
-            summary.update(eval_summary(ev, "before"))
+            self.eval_before = eval_summary(ev, "before")
             self._write_metrics({"step": 0, "phase": "eval", **ev})
             log(f"held-out pass@1 before RL: {fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
+        summary.update(self.eval_before)  # a resumed run reports the numbers its first part measured
+        equal_rewards = EqualRewardWatch()
         from tqdm import tqdm
 
         bar = tqdm(range(self.step, cfg.total_steps), desc="rl", disable=not cfg.progress or not self.dist.is_main, initial=self.step,
@@ -264,16 +283,20 @@ class Trainer:
         for step in bar:
             m = self.rl_step(step)
             self.step = step + 1
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.total_steps:
-                ev = self.evaluate()
-                m.update(ev)
-                last_eval = ev
             self._write_metrics(m)
             bar.set_postfix(reward=f"{m['reward_mean']:.2f}", len=f"{m['length_mean']:.0f}",
                             trunc=f"{m['truncation_rate']:.2f}")
             if not cfg.progress:
                 log(f"step {self.step}: reward {m['reward_mean']:.3f} pass {m['pass_rate']:.3f} "
                     f"no-code {m['no_code_rate']:.3f} len {m['length_mean']:.1f} T {m['temperature']}")
+            warning = equal_rewards.update(m.get("groups_all_same"), self.step)
+            if warning:
+                log(warning)
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.total_steps:
+                ev = self.evaluate()
+                self._write_metrics({"step": self.step, "phase": "eval", **ev})
+                log(f"held-out pass@1 at step {self.step}: {fmt_pass(ev)} ({ev['eval_time_s']:.1f}s)")
+                last_eval = ev
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save_checkpoint()
         if cfg.total_steps > 0 and (not cfg.save_every or self.step % cfg.save_every):
