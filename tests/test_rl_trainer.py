@@ -206,6 +206,7 @@ def test_quiet_libraries_turns_off_hf_progress_bars():
 
     with warnings.catch_warnings():  # quiet_libraries adds filters: keep them inside this test
         try:
+            hf_logging.enable_progress_bar()  # an earlier trainer run with progress=false turned them off
             quiet_libraries(progress=True)
             assert hf_logging.is_progress_bar_enabled()
             quiet_libraries(progress=False)
