@@ -65,14 +65,19 @@ def _ray() -> Any:
 
 
 class _NodeJudge:
-    """The actor on one node: a local Executor plus a cache of deserialised Problems. Async, so one actor
-    process keeps every worker of its Executor busy."""
+    """The actor on one node: a local Executor plus a cache of deserialised Problems (least recently used
+    dropped beyond ``CACHE_BYTES`` of test text, or ``CACHE_ENTRIES`` problems). Async, so one actor process
+    keeps every worker of its Executor busy."""
+
+    CACHE_BYTES = 256 << 20
+    CACHE_ENTRIES = 1024
 
     def __init__(self, workers: int, options: dict) -> None:
         from microcoder_fast.executor.api import Executor
 
         self.ex = Executor(workers=workers, **options)
-        self.problems: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self.problems: collections.OrderedDict[str, tuple[Any, int]] = collections.OrderedDict()
+        self.cached_bytes = 0
         self.started = 0
         self.finished = 0
         self.cancelled = 0  # cancelled while still queued here: never started
@@ -85,17 +90,23 @@ class _NodeJudge:
 
     def counts(self) -> dict:
         return {"started": self.started, "finished": self.finished, "cancelled": self.cancelled,
-                "cached_problems": len(self.problems)}
+                "cached_problems": len(self.problems), "cached_bytes": self.cached_bytes}
 
     async def _problem(self, key: str, boxed_ref: list) -> Any:
-        problem = self.problems.get(key)
-        if problem is None:
-            problem = await boxed_ref[0]
-            self.problems[key] = problem
-            if len(self.problems) > 1024:
-                self.problems.popitem(last=False)
-        else:
+        got = self.problems.get(key)
+        if got is not None:
             self.problems.move_to_end(key)
+            return got[0]
+        problem = await boxed_ref[0]
+        if key not in self.problems:
+            # the text twice: the tests' strings and the encoded inputs the Problem keeps
+            size = 2 * sum(len(t.input) + len(t.output) for t in problem.tests) + 1024
+            self.problems[key] = (problem, size)
+            self.cached_bytes += size
+            while len(self.problems) > 1 and (self.cached_bytes > self.CACHE_BYTES
+                                              or len(self.problems) > self.CACHE_ENTRIES):
+                _, (_, old) = self.problems.popitem(last=False)
+                self.cached_bytes -= old
         return problem
 
     async def null_judge(self, code: str | bytes, key: str, boxed_ref: list, stop: bool, return_output: bool) -> Any:
