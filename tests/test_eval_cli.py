@@ -206,6 +206,14 @@ def test_several_compare_modes_judge_each_program_once(tmp_path, capsys, monkeyp
     for modes in ("default", "lcb", "lcb,default"):
         assert main(args + ["--compare", modes]) == 0
     assert made == []
+    # a mode added later alone is judged alone, and the verdicts of the modes stored before are kept
+    judged.clear()
+    assert main(args + ["--compare", "microcoder"]) == 0 and made == [("microcoder",)] and len(judged) == 3
+    assert all(set(r["verdicts"]) == {"default", "lcb", "microcoder"} for r in _rows(out))
+    made.clear()
+    assert main(args + ["--compare", "default,lcb,microcoder"]) == 0 and made == []
+    assert main(args + ["--compare", "lcb", "--time-limit", "5"]) == 0  # other settings: nothing carried over
+    assert all(set(r["verdicts"]) == {"lcb"} for r in _rows(out))
 
 
 def test_release_filter_turns_other_problems_into_unknown_ids(tmp_path, capsys):

@@ -18,7 +18,8 @@ samples in flight. Re-running with the same ``--out`` resumes: a stored verdict 
 sample (matched by content: rows added or edited are judged, two identical rows stay two samples), its
 problem (tests, entry point, statement), the judge settings (``--time-limit``, ``--memory-limit``,
 ``--max-tests``, ``--all-tests``, ``--humaneval-mode``, the package version) and the compare modes are all
-the same; any other sample is judged again and the reason is printed. A bad row (invalid JSON, unknown
+the same; any other sample is judged again and the reason is printed (a sample judged again for a new
+compare mode keeps its stored verdicts in the other modes). A bad row (invalid JSON, unknown
 problem id, no completion) is reported with its line number and counted as an error; it never passes and
 never stops the run. A completion that holds code which does not parse is judged (CE, with the error in the
 row's ``message``); "no code" (NO_CODE) is kept for text with no program in it, with the reason in ``reason``.
@@ -357,8 +358,8 @@ def run(args: argparse.Namespace) -> int:
                         raise JudgeUnavailable(str(e)) from e
                     for i, result in _judge(executor, jobs, problems_exec, args, bar):
                         s, p, _, how = jobs[i]
-                        row = _result_row(s, p, how, result, args.modes)
-                        store.append(store.stamp(row, fingerprint(s.problem_id)))
+                        row = store.stamp(_result_row(s, p, how, result, args.modes), fingerprint(s.problem_id))
+                        store.append(store.keep_other_modes(row))
             except KeyboardInterrupt:
                 interrupted = True
             finally:

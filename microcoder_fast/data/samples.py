@@ -227,6 +227,19 @@ class ResultStore:
             return "an internal judge error (IE) is retried"
         return None
 
+    def keep_other_modes(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A newly judged ``row`` plus the verdicts its sample's stored row holds in modes not asked for now,
+        when that row was judged with the same settings, problem and program (so ``--compare lcb`` after
+        ``--compare default`` leaves both verdicts in the file, and asking for either later judges nothing)."""
+        old = self.rows.get(row["key"])
+        if (old is None or old.get("status") != "judged" or row.get("status") != "judged"
+                or any(old.get(k) != row.get(k) for k in ("settings", "problem_hash", "extraction"))):
+            return row
+        for field in ("verdicts", "tests_passed"):
+            kept = {m: v for m, v in (old.get(field) or {}).items() if m not in self.modes}
+            row[field] = {**row[field], **kept}
+        return row
+
     def stamp(self, row: dict[str, Any], problem_hash: str | None) -> dict[str, Any]:
         if row.get("problem_id") is not None and not row.get("unknown_problem"):
             row["settings"] = self.settings
