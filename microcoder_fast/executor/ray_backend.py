@@ -176,6 +176,7 @@ class _Node:
 
 
 _STOP = object()
+_CANCEL = object()
 
 
 class RayExecutor:
@@ -439,7 +440,10 @@ class RayExecutor:
             raise RuntimeError(f"the Ray judge stopped: {self._fatal}")
         fut: Future = Future()
         ro = self.return_output if return_output is None else bool(return_output)
-        self._inbox.put(_Job(fut, code, problem, bool(stop), index, ro))
+        job = _Job(fut, code, problem, bool(stop), index, ro)
+        self._inbox.put(job)
+        # a cancelled Future (Ctrl-C, judge_iter left early, fut.cancel()) tells the dispatcher at once
+        fut.add_done_callback(lambda f: f.cancelled() and self._inbox.put((_CANCEL, job)))
         return fut
 
     def _refresh(self) -> None:
@@ -600,38 +604,25 @@ class RayExecutor:
         try:
             while True:
                 stop = False
-                while True:
+                while not stop:
                     try:
-                        msg = self._inbox.get_nowait()
+                        stop = self._take(self._inbox.get_nowait())
                     except queue.Empty:
                         break
-                    if msg is _STOP:
-                        stop = True
-                        break
-                    self._admit(msg)
                 if stop:
                     break
                 now = time.monotonic()
                 if now >= self._next_refresh:
                     self._retire_stalled(now)
                     self._refresh()
-                # cancelled in flight: tell the actor, forget the generation
-                for n in list(self._nodes.values()):
-                    for ref, job in list(n.inflight.items()):
-                        if job.fut.cancelled():
-                            ray.cancel(ref)
-                            del n.inflight[ref]
-                            self._finish(job)
                 self._dispatch()
                 self._check_starved(now)
                 refs = [r for n in self._nodes.values() for r in itertools.chain(n.inflight, [] if n.ready else
                                                                                   [n.ready_ref])]
                 if not refs:
                     try:
-                        msg = self._inbox.get(timeout=0.05)
-                        if msg is _STOP:
+                        if self._take(self._inbox.get(timeout=0.05)):
                             break
-                        self._admit(msg)
                     except queue.Empty:
                         pass
                     continue
@@ -651,6 +642,21 @@ class RayExecutor:
                 self._finish(self._pending.popleft(), exc=RuntimeError(f"the Ray judge's dispatcher failed: {e!r}"))
         finally:
             self._shutdown_driver()
+
+    def _take(self, msg: Any) -> bool:
+        """Handle one message from the callers; True for stop."""
+        if msg is _STOP:
+            return True
+        if isinstance(msg, tuple) and msg[0] is _CANCEL:  # cancelled in flight: tell the actor, forget it
+            job = msg[1]
+            n = job.node
+            if n is not None and n.inflight.get(job.ref) is job:
+                _ray().cancel(job.ref)
+                del n.inflight[job.ref]
+                self._finish(job)
+            return False  # still queued here: _dispatch drops it
+        self._admit(msg)
+        return False
 
     def _overdue(self, job: _Job) -> float:
         if self.stall_timeout_s is not None:
