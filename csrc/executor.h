@@ -1,47 +1,18 @@
-// The sandboxed fork-server executor: shared declarations of the wire format and the module init hooks.
+// The sandboxed fork-server executor: what the generation child's sandbox entry needs, and the init
+// hook of each part of the extension (module.cpp calls every one of them, in order).
 //
 // Processes (see microcoder_fast/executor/__init__.py for the whole picture):
-//   caller (supervisor, this extension)  --posix_spawn-->  zygote (clean Python, pre-imported, root)
-//   zygote  --fork per generation-->  generation child (drops to an unprivileged uid, rlimits, seccomp)
+//   caller (supervisor.cpp, in the caller's process)  --posix_spawn-->  zygote (clean Python, root)
+//   zygote (zygote.cpp's serve loop)  --fork per generation-->  generation child (sandbox.cpp's
+//   enter_child_core: unprivileged uid, rlimits, seccomp; then the Python harness with child.cpp)
 // The supervisor talks to the zygote over one stream socket and to each generation child over a fresh
-// socketpair plus a stdout pipe and a stderr pipe it created and handed over with SCM_RIGHTS.
+// control socketpair handed over in the RUN frame. Test I/O goes through memfds the supervisor creates
+// per generation and hands to the child with SCM_RIGHTS. The wire format is in frame.h.
 #pragma once
 
 #include <pybind11/pybind11.h>
 
-#include <cstdint>
-
 namespace mcf {
-
-// Every message on every socket is a frame: 16-byte header + payload.
-struct FrameHeader {
-    uint32_t magic;  // kFrameMagic
-    uint32_t type;   // FrameType
-    uint64_t length; // payload bytes that follow
-};
-static_assert(sizeof(FrameHeader) == 16, "frame header is 16 bytes");
-
-constexpr uint32_t kFrameMagic = 0x4d434631u;  // "MCF1"
-
-enum FrameType : uint32_t {
-    // supervisor -> zygote
-    kRun = 1,       // payload: JSON config line, '\n', program source; fds: ctl, stdout_w, stderr_w
-    kKill = 2,      // kill the running generation (and everything it started)
-    // zygote -> supervisor
-    kReady = 3,     // payload: JSON describing the isolation layers that are active
-    kExit = 4,      // payload: JSON {status, utime, stime, maxrss_kb}; the generation is reaped and cleaned
-    kZygoteError = 5,
-    kBench = 6,        // payload: decimal count; answer kBenchResult with ns per fork+exit+wait
-    kBenchResult = 7,
-    // supervisor -> child
-    kTest = 10,     // payload: JSON {index}; fd: stdin memfd
-    kEnd = 11,      // no more tests: exit cleanly
-    // child -> supervisor
-    kResult = 12,   // payload: JSON header line, '\n', value text (call mode)
-    kCompiled = 13, // the program compiled; tests may be sent
-    kCompileError = 14,
-    kSetupError = 15,  // the child could not enter the sandbox (payload: the step that failed)
-};
 
 // What a generation child needs to sandbox itself (filled by the zygote before fork).
 struct ChildConfig {
@@ -59,9 +30,13 @@ struct ChildConfig {
     bool seccomp = false;
 };
 
+// In the generation child right after fork. Returns 0, or -1 with `what` naming the step that failed
+// (errno set by that step).
 int enter_child_core(const ChildConfig& c, const char** what);
-void init_sandbox(pybind11::module_& m);
-void init_zygote_loop(pybind11::module_& m);
-void init_supervisor(pybind11::module_& m);
+
+void init_sandbox(pybind11::module_& m);     // _C.sandbox: namespaces, mounts, process primitives
+void init_zygote(pybind11::module_& m);      // _C.sandbox.zygote_loop (needs _C.sandbox)
+void init_child(pybind11::module_& m);       // _C.child: the harness' helpers (child.h)
+void init_supervisor(pybind11::module_& m);  // _C.Zygote: one zygote process, driven by the supervisor
 
 }  // namespace mcf

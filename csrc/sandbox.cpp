@@ -30,17 +30,14 @@
 #include <vector>
 
 #include "executor.h"
+#include "fd.h"
 
 namespace py = pybind11;
 
 namespace mcf {
 namespace {
 
-[[noreturn]] void raise_errno(const std::string& what) {
-    int e = errno;
-    PyErr_SetObject(PyExc_OSError, py::make_tuple(e, what + ": " + std::strerror(e)).ptr());
-    throw py::error_already_set();
-}
+[[noreturn]] void raise_errno(const std::string& what) { throw SysError(what, errno); }
 
 void close_from(int lowfd) {
 #ifdef SYS_close_range
@@ -149,7 +146,8 @@ bool install_seccomp_filter() {
 
 }  // namespace
 
-// Called in the generation child right after fork (zygote side). Lays out the descriptors
+// Called in the generation child right after fork (zygote side), after it joined the generation's
+// cgroup and IPC namespace. Lays out the descriptors
 // (0/1/2 = /dev/null until the first test, 3 = control socket), closes everything else, starts a new
 // session, asks to die with the zygote, becomes a subreaper for its own descendants, enters the work
 // directory, applies rlimits, drops to uid/gid (if uid >= 0), sets no_new_privs and non-dumpable, and
@@ -166,12 +164,12 @@ int enter_child_core(const ChildConfig& c, const char** what) {
     if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 || dup2(devnull, 2) < 0 || dup2(hi_ctl, 3) < 0)
         return fail("dup2 of generation descriptors");
     close_from(4);
-    fcntl(3, F_SETFD, FD_CLOEXEC);
+    if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) return fail("FD_CLOEXEC on the control socket");
 
-    setsid();
-    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (setsid() < 0) return fail("setsid");
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return fail("PR_SET_PDEATHSIG");
     if (c.expected_parent > 0 && getppid() != c.expected_parent) _exit(111);  // zygote already gone
-    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) return fail("PR_SET_CHILD_SUBREAPER");
     if (c.workdir && c.workdir[0] && chdir(c.workdir) != 0) return fail("chdir to the work directory");
     umask(077);
 
@@ -196,34 +194,10 @@ int enter_child_core(const ChildConfig& c, const char** what) {
         if (getuid() != static_cast<uid_t>(c.uid) || geteuid() != static_cast<uid_t>(c.uid))
             return fail("privilege drop did not take");
     }
-    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail("PR_SET_NO_NEW_PRIVS");
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail("PR_SET_DUMPABLE");
     if (c.seccomp && !install_seccomp_filter()) return fail("seccomp filter");
     return 0;
-}
-
-py::dict enter_child(int ctl_fd, int expected_parent, const std::string& workdir, int uid, int gid,
-                     long long as_bytes, long long cpu_s, long long fsize, long long nproc, long long nofile,
-                     long long stack, bool seccomp) {
-    ChildConfig c;
-    c.ctl_fd = ctl_fd;
-    c.expected_parent = expected_parent;
-    c.workdir = workdir.c_str();
-    c.uid = uid;
-    c.gid = gid;
-    c.as_bytes = as_bytes;
-    c.cpu_s = cpu_s;
-    c.fsize = fsize;
-    c.nproc = nproc;
-    c.nofile = nofile;
-    c.stack = stack;
-    c.seccomp = seccomp;
-    const char* what = "";
-    if (enter_child_core(c, &what) != 0) raise_errno(what);
-    py::dict applied;
-    applied["uid"] = uid;
-    applied["seccomp"] = seccomp;
-    return applied;
 }
 
 void init_sandbox(py::module_& m) {
@@ -259,30 +233,12 @@ void init_sandbox(py::module_& m) {
     sb.def("pivot_root", [](const std::string& new_root, const std::string& put_old) {
         if (syscall(SYS_pivot_root, new_root.c_str(), put_old.c_str()) != 0) raise_errno("pivot_root");
     });
-    sb.def("set_pdeathsig", [](int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0; });
-    sb.def("set_child_subreaper", []() { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0; });
-    sb.def("set_dumpable", [](bool on) { return prctl(PR_SET_DUMPABLE, on ? 1 : 0, 0, 0, 0) == 0; });
-    sb.def("enter_child", &enter_child, py::arg("ctl_fd"), py::arg("expected_parent"), py::arg("workdir"), py::arg("uid"), py::arg("gid"), py::arg("as_bytes"),
-           py::arg("cpu_s"), py::arg("fsize"), py::arg("nproc"), py::arg("nofile"), py::arg("stack"),
-           py::arg("seccomp"));
-    sb.def(
-        "fork_exit_wait_ns",
-        [](int n) {
-            // Bare fork + _exit + waitpid cost (called inside the zygote, never in the caller).
-            struct timespec a, b;
-            clock_gettime(CLOCK_MONOTONIC, &a);
-            for (int i = 0; i < n; ++i) {
-                pid_t p = fork();
-                if (p == 0) _exit(0);
-                if (p < 0) raise_errno("fork");
-                int st;
-                while (waitpid(p, &st, 0) < 0 && errno == EINTR) {
-                }
-            }
-            clock_gettime(CLOCK_MONOTONIC, &b);
-            return ((b.tv_sec - a.tv_sec) * 1000000000LL + (b.tv_nsec - a.tv_nsec)) / (n > 0 ? n : 1);
-        },
-        py::arg("n"));
+    sb.def("set_pdeathsig", [](int sig) {
+        if (prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) != 0) raise_errno("PR_SET_PDEATHSIG");
+    });
+    sb.def("set_child_subreaper", []() {
+        if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) raise_errno("PR_SET_CHILD_SUBREAPER");
+    });
     sb.def(
         "set_default_thread_stack",
         [](long long bytes) {
@@ -293,7 +249,7 @@ void init_sandbox(py::module_& m) {
             int rc = pthread_attr_setstacksize(&a, static_cast<size_t>(bytes));
             if (rc == 0) rc = pthread_setattr_default_np(&a);
             pthread_attr_destroy(&a);
-            return rc == 0;
+            if (rc != 0) throw SysError("pthread_setattr_default_np", rc);
         },
         py::arg("bytes"));
     sb.def("seccomp_supported", []() {
@@ -303,7 +259,6 @@ void init_sandbox(py::module_& m) {
         return false;
 #endif
     });
-    init_zygote_loop(m);
 }
 
 }  // namespace mcf

@@ -1,7 +1,9 @@
 // Supervisor side of the executor: runs inside the caller's process (which may hold CUDA state and
 // threads, so it never forks). It starts zygotes with posix_spawn and drives generation children over
-// sockets and pipes: reads stdout with an output cap, keeps a stderr tail, enforces wall-clock deadlines.
-// Every blocking call releases the GIL so several workers progress in parallel from Python threads.
+// sockets and memfds: reads stdout with an output cap, keeps a stderr tail, and never blocks on a
+// program: every send is queued and written without blocking (frame.h's OutQueue), every wait has a
+// deadline. Every blocking call releases the GIL so several workers progress in parallel from Python
+// threads.
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -26,6 +28,8 @@
 #include <pybind11/stl.h>
 
 #include "executor.h"
+#include "fd.h"
+#include "frame.h"
 
 namespace py = pybind11;
 
@@ -38,135 +42,86 @@ double now_s() {
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
-std::runtime_error os_error(const std::string& what, int err) {
-    return std::runtime_error(what + ": " + std::strerror(err));
-}
-
-void close_fd(int& fd) {
-    if (fd >= 0) {
-        ::close(fd);
-        fd = -1;
-    }
-}
-
-// Write everything to a socket (MSG_NOSIGNAL: a dead peer is an error, never a SIGPIPE in the caller).
-bool send_all(int fd, const char* p, size_t n) {
-    while (n > 0) {
-        ssize_t k = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                struct pollfd pf = {fd, POLLOUT, 0};
-                ::poll(&pf, 1, 1000);
-                continue;
-            }
-            return false;
-        }
-        p += k;
-        n -= static_cast<size_t>(k);
-    }
-    return true;
-}
-
-bool write_all(int fd, const char* p, size_t n) {
-    while (n > 0) {
-        ssize_t k = ::write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        p += k;
-        n -= static_cast<size_t>(k);
-    }
-    return true;
-}
-
-// One frame: header (with the fds attached as SCM_RIGHTS) then the payload.
-bool send_frame(int sock, uint32_t type, const std::string& payload, const std::vector<int>& fds) {
-    FrameHeader h{kFrameMagic, type, static_cast<uint64_t>(payload.size())};
-    struct iovec iov = {&h, sizeof(h)};
-    struct msghdr msg;
-    std::memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    std::vector<char> cbuf;
-    if (!fds.empty()) {
-        cbuf.assign(CMSG_SPACE(sizeof(int) * fds.size()), 0);
-        msg.msg_control = cbuf.data();
-        msg.msg_controllen = cbuf.size();
-        struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t k;
-    do {
-        k = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-    } while (k < 0 && errno == EINTR);
-    if (k < 0) return false;
-    if (static_cast<size_t>(k) < sizeof(h)) {
-        if (!send_all(sock, reinterpret_cast<const char*>(&h) + k, sizeof(h) - static_cast<size_t>(k)))
-            return false;
-    }
-    return send_all(sock, payload.data(), payload.size());
-}
-
-// Parses complete frames out of a byte buffer. Returns false on a corrupt header.
-bool pop_frame(std::string& buf, uint32_t& type, std::string& payload, uint64_t max_len, bool& too_big) {
-    too_big = false;
-    if (buf.size() < sizeof(FrameHeader)) return false;
-    FrameHeader h;
-    std::memcpy(&h, buf.data(), sizeof(h));
-    if (h.magic != kFrameMagic || h.length > max_len) {
-        too_big = true;
-        return false;
-    }
-    if (buf.size() < sizeof(h) + h.length) return false;
-    type = h.type;
-    payload.assign(buf, sizeof(h), h.length);
-    buf.erase(0, sizeof(h) + h.length);
-    return true;
-}
-
-// Read what is available from a non-blocking fd. Returns bytes read, 0 on EOF, -1 if nothing now.
+// Read what is available from a non-blocking fd. Returns bytes read, 0 on EOF or error, -1 if nothing now.
 ssize_t read_some(int fd, char* tmp, size_t cap) {
     for (;;) {
         ssize_t k = ::read(fd, tmp, cap);
         if (k < 0 && errno == EINTR) continue;
         if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
-        if (k < 0) return 0;  // treat errors as EOF
+        if (k < 0) return 0;
         return k;
     }
 }
 
 void set_nonblock(int fd) {
     int fl = fcntl(fd, F_GETFL);
-    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) throw SysError("fcntl O_NONBLOCK", errno);
+}
+
+UniqueFd make_memfd(const char* name) {
+    int fd = static_cast<int>(::syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */));
+    if (fd < 0) throw SysError("memfd_create", errno);
+    return UniqueFd(fd);
+}
+
+UniqueFd dup_fd(int fd) {
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0) throw SysError("dup", errno);
+    return UniqueFd(d);
+}
+
+std::string pread_all(int fd, off_t off, size_t n) {
+    std::string s(n, '\0');
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = ::pread(fd, &s[got], n - got, off + static_cast<off_t>(got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += static_cast<size_t>(k);
+    }
+    s.resize(got);
+    return s;
+}
+
+void pwrite_all(int fd, const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+        ssize_t k = ::pwrite(fd, data.data() + off, data.size() - off, static_cast<off_t>(off));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) throw SysError("writing test input to its memfd", k < 0 ? errno : EIO);
+        off += static_cast<size_t>(k);
+    }
+}
+
+// Empty and rewind a file (the three files of a set share their offsets with the child that holds them).
+void reset_file(int fd) {
+    if (ftruncate(fd, 0) != 0) throw SysError("ftruncate of a test I/O memfd", errno);
+    if (lseek(fd, 0, SEEK_SET) < 0) throw SysError("lseek of a test I/O memfd", errno);
 }
 
 }  // namespace
 
-// One zygote and the generation it is running. Not thread-safe: one Python thread drives one Zygote.
+// One zygote process and the generation it runs. Not thread-safe: one Python thread drives one Zygote.
 //
-// Test I/O goes through S "sets" of three memfds (stdin, stdout, stderr) that the Zygote creates once and
-// keeps for its lifetime: test j of a generation uses set j % S, and a child receives a set's descriptors
-// with the first TEST frame that uses it. At the start of each test the child itself empties the set's
-// files and writes the test's input into its stdin file (the input travels in the TEST frame; an input
-// too large for the child's RLIMIT_FSIZE comes instead as a fresh memfd). With at most S tests handed
-// ahead, test j + S is sent only after test j's output has been read, so outputs never mix; the
-// supervisor empties both output files right after reading them, so output a program wrote anywhere else
-// can never be mistaken for the next test's. Earlier generations are reaped by the zygote before the next
-// child is forked, so nothing of theirs can write into a set either. Creating and destroying three memfds
-// per test cost ~75 us of kernel time here; this costs a few syscalls. The output cap is enforced twice:
-// RLIMIT_FSIZE in the child (SIGXFSZ) and the size check here.
+// Generations are numbered (seq); every frame carries its generation's number, and frames of an earlier
+// generation (a detached generation's STARTED and EXIT, a stray KILL) are dropped, so nothing of one
+// generation can be taken for another's. A child frame with a wrong number or a corrupt header ends the
+// generation ("bad").
+//
+// Test I/O goes through S "sets" of three memfds (stdin, stdout, stderr) created fresh for each
+// generation and closed when it ends (no content, times or xattrs survive it): test j uses set j % S,
+// and a child receives a set's descriptors with the first TEST frame that uses it. Before sending a test
+// the supervisor writes its input into the set's stdin file and empties the outputs; after reading test
+// j's outputs it empties all three files. With at most S tests handed ahead, test j + S is sent only
+// after test j's output was read, so outputs never mix. The output cap is enforced twice: RLIMIT_FSIZE
+// in the child (SIGXFSZ) and the size check here.
 class Zygote {
 public:
     Zygote(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
         if (argv.empty()) throw std::invalid_argument("Zygote needs a command line");
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-            throw os_error("socketpair", errno);
+            throw SysError("socketpair", errno);
         std::vector<char*> av, ev;
         for (auto& s : argv) av.push_back(const_cast<char*>(s.c_str()));
         av.push_back(nullptr);
@@ -200,116 +155,138 @@ public:
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
         ::close(sv[1]);
-        if (rc != 0) {
-            ::close(sv[0]);
-            throw os_error(std::string("posix_spawn ") + argv[0], rc);
-        }
+        UniqueFd mine(sv[0]);
+        if (rc != 0) throw SysError(std::string("posix_spawn ") + argv[0], rc);
         zpid_ = pid;
-        zsock_ = sv[0];
-        set_nonblock(zsock_);
+        zsock_ = std::move(mine);
+        set_nonblock(zsock_.get());
     }
+
 
     ~Zygote() { close_all(1.0); }
 
     int pid() const { return zpid_; }
 
-    // Wait for one frame from the zygote outside a generation (startup handshake, benchmark answer).
-    // Returns (type, payload) or None on timeout; raises if the zygote died.
+    // Wait for one frame from the zygote outside a generation (READY, BENCH_RESULT). Returns (type,
+    // payload) or None on timeout; raises if the zygote died.
     py::object recv_zygote(double timeout_s) {
-        uint32_t type = 0;
-        std::string payload;
-        int got;
+        bool dead;
         {
             py::gil_scoped_release nogil;
-            got = recv_zygote_nogil(timeout_s, type, payload);
+            double deadline = now_s() + timeout_s;
+            for (;;) {
+                zout_.flush(zsock_.get());
+                dead = !pump_zygote();
+                if (!idle_.empty() || dead) break;
+                double rem = deadline - now_s();
+                if (rem <= 0) break;
+                struct pollfd pf = {zsock_.get(), static_cast<short>(POLLIN | (zout_.empty() ? 0 : POLLOUT)), 0};
+                ::poll(&pf, 1, static_cast<int>(rem * 1000) + 1);
+            }
         }
-        if (got == 0) return py::none();
-        if (got < 0) throw std::runtime_error("the executor zygote exited (control socket closed)");
-        return py::make_tuple(type, py::bytes(payload));
+        if (!idle_.empty()) {
+            Frame f = std::move(idle_.front());
+            idle_.pop_front();
+            return py::make_tuple(f.type, py::bytes(f.payload));
+        }
+        if (dead) throw std::runtime_error("the executor zygote exited (control socket closed)");
+        return py::none();
     }
 
-    // Start a generation: a fresh control socketpair, one end handed to the zygote with the RUN frame.
-    // `sets`: how many I/O sets this generation's tests rotate through (>= the tests handed ahead).
-    bool start(const std::string& payload, int sets) {
+    // Start a generation: a new sequence number, fresh I/O sets (`sets` of them: >= the tests handed
+    // ahead) and a fresh control socketpair whose other end goes to the zygote with the RUN frame.
+    // Returns the generation's sequence number.
+    uint32_t start(const std::string& fn_name, int64_t as_bytes, int64_t cpu_s, int64_t fsize, int64_t nproc,
+                   int64_t nofile, int64_t stack, const std::string& source, int sets) {
         py::gil_scoped_release nogil;
         end_generation();
+        pump_zygote();
+        ++seq_;
+        if (seq_ == 0) seq_ = 1;
+        started_ns_ = -1;
+        have_exit_ = false;
+        exit_payload_.clear();
+        zerr_.clear();
+        have_zerr_ = false;
         if (sets < 1) sets = 1;
-        gen_sets_ = sets;
-        while (static_cast<int>(sets_.size()) < sets) {
+        for (int i = 0; i < sets; ++i) {
             Set st;
             st.in = make_memfd("stdin");
             st.out = make_memfd("stdout");
             st.err = make_memfd("stderr");
-            sets_.push_back(st);
+            sets_.push_back(std::move(st));
         }
-        handed_.assign(static_cast<size_t>(sets), false);
         int sv[2];
-        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw os_error("socketpair", errno);
-        ctl_ = sv[0];
-        set_nonblock(ctl_);
-        cbuf_.clear();
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw SysError("socketpair", errno);
+        ctl_.reset(sv[0]);
+        UniqueFd theirs(sv[1]);
+        set_nonblock(ctl_.get());
         ctl_eof_ = false;
-        bool ok = send_frame(zsock_, kRun, payload, {sv[1]});
-        ::close(sv[1]);
-        return ok;
+        cbuf_.clear();
+        cout_.clear();
+        FieldWriter w;
+        w.bytes(fn_name).i64(as_bytes).i64(cpu_s).i64(fsize).i64(nproc).i64(nofile).i64(stack).bytes(source);
+        std::vector<UniqueFd> fds;
+        fds.push_back(std::move(theirs));
+        zout_.push(kRun, seq_, w.str(), std::move(fds));
+        zout_.flush(zsock_.get());
+        return seq_;
     }
 
-    // Send test `index` (the generation's last if `last`). Payload: "index last set inline\n" + input
-    // when the input is at most inline_max bytes (the child writes it into its set's stdin file); else
-    // the input comes as a fresh memfd, the frame's last descriptor. The set's three descriptors ride
-    // along the first time this child uses the set. take_output(index) reads the result back.
-    bool send_test(int index, bool last, const std::string& input, uint64_t inline_max) {
+    // Queue test `index` (the generation's last if `last`): its input goes into the set's stdin file now,
+    // the TEST frame (with the set's descriptors the first time) is written without blocking.
+    bool send_test(int index, bool last, const std::string& input) {
         py::gil_scoped_release nogil;
-        if (ctl_ < 0 || ctl_eof_ || gen_sets_ < 1) return false;
-        int s = index % gen_sets_;
-        bool inl = input.size() <= inline_max;
-        std::vector<int> fds;
-        if (!handed_[static_cast<size_t>(s)]) {
-            fds = {sets_[static_cast<size_t>(s)].in, sets_[static_cast<size_t>(s)].out,
-                   sets_[static_cast<size_t>(s)].err};
-            handed_[static_cast<size_t>(s)] = true;
+        if (!ctl_ || ctl_eof_ || sets_.empty() || index < 0) return false;
+        size_t s = static_cast<size_t>(index) % sets_.size();
+        Set& st = sets_[s];
+        reset_file(st.in.get());
+        pwrite_all(st.in.get(), input);
+        reset_file(st.out.get());
+        reset_file(st.err.get());
+        std::vector<UniqueFd> fds;
+        if (!st.handed) {
+            fds.push_back(dup_fd(st.in.get()));
+            fds.push_back(dup_fd(st.out.get()));
+            fds.push_back(dup_fd(st.err.get()));
+            st.handed = true;
         }
-        int big = -1;
-        if (!inl) {
-            big = make_memfd("stdin");
-            if (!write_all(big, input.data(), input.size())) {
-                int e = errno;
-                ::close(big);
-                throw os_error("writing test input to memfd", e);
-            }
-            ::lseek(big, 0, SEEK_SET);
-            fds.push_back(big);
-        }
-        std::string payload = std::to_string(index) + (last ? " 1 " : " 0 ") + std::to_string(s) +
-                              (inl ? " 1\n" : " 0\n");
-        if (inl) payload += input;
-        bool ok = send_frame(ctl_, kTest, payload, fds);
-        if (big >= 0) ::close(big);
-        return ok;
+        FieldWriter w;
+        w.u32(static_cast<uint32_t>(index)).u32(last ? 1 : 0).u32(static_cast<uint32_t>(s));
+        cout_.push(kTest, seq_, w.str(), std::move(fds));
+        return cout_.flush(ctl_.get());
     }
 
     bool send_end() {
         py::gil_scoped_release nogil;
-        if (ctl_ < 0 || ctl_eof_) return false;
-        return send_frame(ctl_, kEnd, std::string(), {});
+        if (!ctl_ || ctl_eof_) return false;
+        cout_.push(kEnd, seq_, std::string());
+        return cout_.flush(ctl_.get());
     }
 
-    bool send_zygote(uint32_t type, const std::string& payload) {
+    bool send_bench(int64_t n) {
         py::gil_scoped_release nogil;
-        return send_frame(zsock_, type, payload, {});
+        FieldWriter w;
+        w.i64(n);
+        zout_.push(kBench, 0, w.str());
+        return zout_.flush(zsock_.get());
     }
 
+    // Kill the running generation (the zygote ignores it if that generation already ended).
     bool kill_generation() {
         py::gil_scoped_release nogil;
-        return send_frame(zsock_, kKill, std::string(), {});
+        zout_.push(kKill, seq_, std::string());
+        return zout_.flush(zsock_.get());
     }
 
     // Wait for the next event of the running generation, at most timeout_s seconds:
-    //   ("ctl", type, payload)       a frame from the child
-    //   ("exit", type, payload)      the zygote reaped the child and everything it started
-    //   ("zygote", type, payload)    another zygote frame (an error report)
+    //   ("ctl", type, payload)       a well-formed frame of this generation from the child
+    //   ("bad", 0, why)              a child frame with a corrupt header or another generation's number
+    //   ("ole", 0, b"")              a child frame longer than max_frame
+    //   ("exit", 0, payload)         the zygote reaped this generation (EXIT payload); sent only once the
+    //                                child's frames are all read
+    //   ("zygote", type, payload)    a ZYGOTE_ERROR about this generation
     //   ("timeout", 0, b"")
-    //   ("ole", 0, b"")              the child sent a frame larger than the output cap allows
     //   ("zygote_dead", 0, b"")
     py::tuple wait_event(double timeout_s, uint64_t max_frame) {
         std::string kind;
@@ -322,29 +299,38 @@ public:
         return py::make_tuple(kind, type, py::bytes(payload));
     }
 
+    // CLOCK_MONOTONIC ns at which the zygote forked this generation (it had finished cleaning up the
+    // previous one), or -1 if it has not said so yet. Reads what the zygote sent, without blocking.
+    int64_t started_ns() {
+        py::gil_scoped_release nogil;
+        pump_zygote();
+        return started_ns_;
+    }
+
     // Read back test `index`'s stdout (None if it passed out_cap bytes) and the last tail_cap bytes of its
-    // stderr, then empty both files. Returns (stdout | None, stdout_size, stderr_tail).
+    // stderr, then empty the set's three files. Returns (stdout | None, stdout_size, stderr_tail).
     py::tuple take_output(int index, uint64_t out_cap, uint64_t tail_cap) {
         std::string out, tail;
         long long size = -1;
         bool over = false;
         {
             py::gil_scoped_release nogil;
-            if (gen_sets_ >= 1 && index >= 0) {
-                const Set& o = sets_[static_cast<size_t>(index % gen_sets_)];
+            if (!sets_.empty() && index >= 0) {
+                const Set& o = sets_[static_cast<size_t>(index) % sets_.size()];
                 struct stat st;
-                if (fstat(o.out, &st) == 0) size = st.st_size;
+                if (fstat(o.out.get(), &st) == 0) size = st.st_size;
                 if (size > static_cast<long long>(out_cap)) {
                     over = true;
                 } else if (size > 0) {
-                    out = pread_all(o.out, 0, static_cast<size_t>(size));
+                    out = pread_all(o.out.get(), 0, static_cast<size_t>(size));
                 }
-                if (size != 0) ftruncate(o.out, 0);
-                if (fstat(o.err, &st) == 0 && st.st_size > 0) {
+                if (fstat(o.err.get(), &st) == 0 && st.st_size > 0) {
                     uint64_t esz = static_cast<uint64_t>(st.st_size);
                     uint64_t off = esz > tail_cap ? esz - tail_cap : 0;
-                    tail = pread_all(o.err, static_cast<off_t>(off), static_cast<size_t>(esz - off));
-                    ftruncate(o.err, 0);
+                    tail = pread_all(o.err.get(), static_cast<off_t>(off), static_cast<size_t>(esz - off));
+                }
+                for (const UniqueFd* f : {&o.in, &o.out, &o.err}) {
+                    if (ftruncate(f->get(), 0) != 0) throw SysError("ftruncate of a test I/O memfd", errno);
                 }
             }
         }
@@ -366,8 +352,8 @@ public:
     // Close the zygote's socket (it exits on EOF), wait up to grace_s, then SIGKILL, and reap it.
     void close_all(double grace_s) {
         end_generation();
-        close_sets();
-        close_fd(zsock_);
+        zsock_.reset();
+        zout_.clear();
         if (zpid_ > 0) {
             py::gil_scoped_release* rel = nullptr;
             if (PyGILState_Check()) rel = new py::gil_scoped_release();
@@ -390,153 +376,167 @@ public:
         }
     }
 
-    // Stop following the running generation without waiting for its EXIT report: the child has reported
-    // everything needed (it exits by itself, or was sent END or KILL). The zygote reaps and cleans it
-    // before it reads the next RUN frame; its EXIT frame is skipped when it arrives.
-    void detach_generation() {
-        end_generation();
-        ++pending_exits_;
-    }
-
-    // Release the per-generation resources (the control socket; the I/O sets stay for the next one).
+    // Stop following the running generation: close its control socket and I/O sets. Whatever it still
+    // sends is dropped by its sequence number; the zygote reaps and cleans it before the next one.
     void end_generation() {
-        close_fd(ctl_);
+        ctl_.reset();
         ctl_eof_ = true;
+        cbuf_.clear();
+        cout_.clear();
+        sets_.clear();
     }
 
 private:
     struct Set {
-        int in = -1;
-        int out = -1;
-        int err = -1;
+        UniqueFd in, out, err;
+        bool handed = false;  // the running child holds this set's descriptors
     };
 
-    void close_sets() {
-        for (auto& st : sets_) {
-            close_fd(st.in);
-            close_fd(st.out);
-            close_fd(st.err);
-        }
-        sets_.clear();
-    }
-
-    static int make_memfd(const char* name) {
-        int fd = static_cast<int>(::syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */));
-        if (fd < 0) throw os_error("memfd_create", errno);
-        return fd;
-    }
-
-    static std::string pread_all(int fd, off_t off, size_t n) {
-        std::string s(n, '\0');
-        size_t got = 0;
-        while (got < n) {
-            ssize_t k = ::pread(fd, &s[got], n - got, off + static_cast<off_t>(got));
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) break;
-            got += static_cast<size_t>(k);
-        }
-        s.resize(got);
-        return s;
-    }
-
-    int recv_zygote_nogil(double timeout_s, uint32_t& type, std::string& payload) {
-        double deadline = now_s() + timeout_s;
-        char tmp[65536];
+    // Reads what the zygote sent (non-blocking) and files it: frames of earlier generations are dropped,
+    // this generation's STARTED / EXIT / ZYGOTE_ERROR kept for wait_event, others (READY, BENCH_RESULT)
+    // queued for recv_zygote. Returns false once the zygote is gone.
+    bool pump_zygote() {
+        if (!zsock_) return false;
+        char tmp[1 << 14];
         for (;;) {
-            bool too_big;
-            if (pop_frame(zbuf_, type, payload, 1ull << 40, too_big)) {
-                if (type == kExit && pending_exits_ > 0) {
-                    --pending_exits_;
-                    continue;
-                }
-                return 1;
+            ssize_t k = read_some(zsock_.get(), tmp, sizeof(tmp));
+            if (k == 0) {
+                zdead_ = true;
+                break;
             }
-            if (too_big) return -1;
-            double rem = deadline - now_s();
-            if (rem <= 0) return 0;
-            struct pollfd pf = {zsock_, POLLIN, 0};
-            int pr = ::poll(&pf, 1, static_cast<int>(rem * 1000) + 1);
-            if (pr < 0 && errno != EINTR) return -1;
-            if (pr <= 0) continue;
-            ssize_t k = read_some(zsock_, tmp, sizeof(tmp));
-            if (k == 0) return -1;
-            if (k > 0) zbuf_.append(tmp, static_cast<size_t>(k));
+            if (k < 0) break;
+            zbuf_.append(tmp, static_cast<size_t>(k));
         }
+        Frame f;
+        for (;;) {
+            int r = pop_frame(zbuf_, f, 1u << 30);
+            if (r < 0) {
+                zdead_ = true;  // the zygote is trusted: a corrupt stream means it is broken
+                break;
+            }
+            if (r == 0) break;
+            if (f.type == kStarted || f.type == kExit) {
+                if (f.seq != seq_) continue;  // an earlier generation's report
+                if (f.type == kStarted) {
+                    FieldReader rd(f.payload);
+                    int64_t ns = rd.i64();
+                    if (rd.done()) started_ns_ = ns;
+                } else {
+                    have_exit_ = true;
+                    exit_payload_ = std::move(f.payload);
+                }
+            } else if (f.type == kZygoteError) {
+                if (f.seq != 0 && f.seq != seq_) continue;
+                have_zerr_ = true;
+                zerr_ = std::move(f.payload);
+            } else {
+                idle_.push_back(std::move(f));
+            }
+        }
+        return !zdead_;
     }
 
     std::string wait_nogil(double timeout_s, uint64_t max_frame, uint32_t& type, std::string& payload) {
         double deadline = now_s() + timeout_s;
         static thread_local char tmp[1 << 16];
         for (;;) {
-            bool too_big = false;
-            if (ctl_ >= 0 && pop_frame(cbuf_, type, payload, max_frame, too_big)) return "ctl";
-            if (too_big) {
-                cbuf_.clear();
-                ctl_eof_ = true;
-                return "ole";
+            if (ctl_ && !cout_.empty() && !cout_.flush(ctl_.get())) cout_.clear();
+            if (!zout_.empty()) zout_.flush(zsock_.get());
+            pump_zygote();
+            if (ctl_ && cbuf_.size() >= sizeof(FrameHeader)) {
+                FrameHeader h;
+                std::memcpy(&h, cbuf_.data(), sizeof(h));
+                if (h.magic != kFrameMagic || h.seq != seq_) {
+                    end_child_channel();
+                    payload = h.magic != kFrameMagic ? "a frame with a corrupt header" : "a frame of another generation";
+                    return "bad";
+                }
+                if (h.length > max_frame) {
+                    end_child_channel();
+                    return "ole";
+                }
+                Frame f;
+                if (pop_frame(cbuf_, f, max_frame) == 1) {
+                    type = f.type;
+                    payload = std::move(f.payload);
+                    return "ctl";
+                }
             }
-            if (pop_frame(zbuf_, type, payload, 1ull << 32, too_big)) {
-                if (type == kExit && pending_exits_ > 0) {  // a detached generation's report
-                    --pending_exits_;
-                    continue;
-                }
-                if (type == kExit) {
-                    close_fd(ctl_);
-                    ctl_eof_ = true;
-                    return "exit";
-                }
+            if (have_zerr_) {
+                have_zerr_ = false;
+                type = kZygoteError;
+                payload = zerr_;
                 return "zygote";
             }
-            if (too_big) return "zygote_dead";
+            if ((!ctl_ || ctl_eof_) && have_exit_) {
+                have_exit_ = false;
+                payload = exit_payload_;
+                end_child_channel();
+                return "exit";
+            }
+            if (zdead_) return "zygote_dead";
             double rem = deadline - now_s();
             if (rem <= 0) return "timeout";
             struct pollfd pf[2];
             int n = 0;
-            pf[n++] = {zsock_, POLLIN, 0};
+            bool child_open = ctl_ && !ctl_eof_;
+            // while the child can still talk, the zygote's socket only wakes us if it hangs up (its
+            // STARTED / EXIT reports are read when needed); once the child is gone, wait for EXIT
+            short zev = static_cast<short>((child_open ? 0 : POLLIN) | (zout_.empty() ? 0 : POLLOUT));
+            pf[n++] = {zsock_.get(), zev, 0};
             int ictl = -1;
-            if (ctl_ >= 0 && !ctl_eof_) {
+            if (child_open) {
                 ictl = n;
-                pf[n++] = {ctl_, POLLIN, 0};
+                pf[n++] = {ctl_.get(), static_cast<short>(POLLIN | (cout_.empty() ? 0 : POLLOUT)), 0};
             }
             int ms = static_cast<int>(rem * 1000.0) + 1;
             int pr = ::poll(pf, static_cast<nfds_t>(n), ms);
             if (pr < 0) {
                 if (errno == EINTR) continue;
-                throw os_error("poll", errno);
+                throw SysError("poll", errno);
             }
             if (pr == 0) continue;
-            if (ictl >= 0 && pf[ictl].revents) {
+            if (ictl >= 0 && (pf[ictl].revents & (POLLIN | POLLHUP | POLLERR))) {
                 for (;;) {
-                    ssize_t k = read_some(ctl_, tmp, sizeof(tmp));
+                    ssize_t k = read_some(ctl_.get(), tmp, sizeof(tmp));
                     if (k > 0) {
                         cbuf_.append(tmp, static_cast<size_t>(k));
-                        if (cbuf_.size() > max_frame + sizeof(FrameHeader)) break;
+                        if (cbuf_.size() > max_frame + 2 * sizeof(FrameHeader)) break;
                         continue;
                     }
                     if (k == 0) ctl_eof_ = true;
                     break;
                 }
             }
-            if (pf[0].revents) {
-                ssize_t k = read_some(zsock_, tmp, sizeof(tmp));
-                if (k > 0)
-                    zbuf_.append(tmp, static_cast<size_t>(k));
-                else if (k == 0)
-                    return "zygote_dead";
-            }
+            if (pf[0].revents & (POLLHUP | POLLERR)) pump_zygote();
         }
     }
 
+    // The child's channel is finished (it sent something malformed, or it is gone): stop reading it.
+    void end_child_channel() {
+        ctl_.reset();
+        ctl_eof_ = true;
+        cbuf_.clear();
+        cout_.clear();
+    }
+
     pid_t zpid_ = -1;
-    int zsock_ = -1;
+    UniqueFd zsock_;
     std::string zbuf_;
-    int ctl_ = -1;
+    OutQueue zout_;
+    bool zdead_ = false;
+    std::deque<Frame> idle_;  // zygote frames outside a generation (READY, BENCH_RESULT)
+    uint32_t seq_ = 0;
+    int64_t started_ns_ = -1;
+    bool have_exit_ = false;
+    std::string exit_payload_;
+    bool have_zerr_ = false;
+    std::string zerr_;
+    UniqueFd ctl_;
     bool ctl_eof_ = true;
     std::string cbuf_;
-    std::vector<Set> sets_;      // the Zygote's I/O sets (created on demand, kept until close)
-    std::vector<bool> handed_;   // which sets the running child already holds
-    int gen_sets_ = 0;
-    int pending_exits_ = 0;
+    OutQueue cout_;
+    std::vector<Set> sets_;  // this generation's I/O sets
 };
 
 void init_supervisor(py::module_& m) {
@@ -547,21 +547,24 @@ void init_supervisor(py::module_& m) {
              py::arg("env"))
         .def_property_readonly("pid", &Zygote::pid)
         .def("recv_zygote", &Zygote::recv_zygote, py::arg("timeout_s"))
-        .def("start", [](Zygote& w, py::bytes payload, int sets) { return w.start(std::string(payload), sets); },
-             py::arg("payload"), py::arg("sets"))
-        .def("send_test",
-             [](Zygote& w, int index, bool last, py::bytes input, uint64_t inline_max) {
-                 return w.send_test(index, last, std::string(input), inline_max);
+        .def("start",
+             [](Zygote& z, py::bytes fn_name, int64_t as_bytes, int64_t cpu_s, int64_t fsize, int64_t nproc,
+                int64_t nofile, int64_t stack, py::bytes source, int sets) {
+                 return z.start(std::string(fn_name), as_bytes, cpu_s, fsize, nproc, nofile, stack,
+                                std::string(source), sets);
              },
-             py::arg("index"), py::arg("last"), py::arg("input"), py::arg("inline_max"))
+             py::arg("fn_name"), py::arg("as_bytes"), py::arg("cpu_s"), py::arg("fsize"), py::arg("nproc"),
+             py::arg("nofile"), py::arg("stack"), py::arg("source"), py::arg("sets"))
+        .def("send_test",
+             [](Zygote& z, int index, bool last, py::bytes input) { return z.send_test(index, last, std::string(input)); },
+             py::arg("index"), py::arg("last"), py::arg("input"))
         .def("send_end", &Zygote::send_end)
-        .def("send_zygote",
-             [](Zygote& w, uint32_t type, py::bytes payload) { return w.send_zygote(type, std::string(payload)); })
+        .def("send_bench", &Zygote::send_bench, py::arg("n"))
         .def("kill_generation", &Zygote::kill_generation)
         .def("wait_event", &Zygote::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
+        .def("started_ns", &Zygote::started_ns)
         .def("take_output", &Zygote::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
         .def("end_generation", &Zygote::end_generation)
-        .def("detach_generation", &Zygote::detach_generation)
         .def("zygote_alive", &Zygote::zygote_alive)
         .def("close", &Zygote::close_all, py::arg("grace_s") = 1.0);
 }

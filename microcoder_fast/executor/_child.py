@@ -1,8 +1,11 @@
-"""The harness that runs inside a forked generation child (already sandboxed by ``_C.sandbox.enter_child``).
+"""The harness that runs inside a forked generation child, after the zygote's serve loop entered the
+sandbox (``csrc/sandbox.cpp``'s ``enter_child_core``) and returned to Python with the program.
 
-Descriptors: 3 = control socket to the supervisor; per test, ``_C.sandbox.child_next`` re-points 0/1/2 at
-one of the worker's reused I/O sets (input written there for this test, stdout and stderr emptied), which
-the supervisor reads back itself.
+Descriptors: 3 = control socket to the supervisor; per test, ``_C.child.next`` re-points 0/1/2 at one of
+the generation's I/O sets (the supervisor wrote the input there and emptied the outputs; it reads the
+outputs back itself). Reports go out through ``_C.child`` (the frame codec lives in csrc/frame.cpp): BEGIN
+before this child's first test, one RESULT per test, COMPILE_ERROR instead if the program does not
+compile. Imports only the standard library and ``_C``: it runs in every child, forked from the zygote.
 
 The program is compiled once; every test then runs from that code object with fresh globals (stdin mode:
 a fresh ``__main__`` module; call mode: a fresh module whose ``__builtins__`` carries the LeetCode-style prelude, and a
@@ -30,18 +33,15 @@ import time
 import traceback
 import types
 
-from microcoder_fast._C import sandbox as _sandbox
-
-T_TEST, T_END, T_RESULT, T_COMPILED, T_CE = 10, 11, 12, 13, 14
+from microcoder_fast._C import child as _cc
+from microcoder_fast._C import frame as _frame
 
 SOURCE_NAME = "solution.py"
 _RESET_SIGNALS = (signal.SIGALRM, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP)
-COMPILED_REPORT_BYTES = 65536  # must match api.COMPILED_REPORT_BYTES
 
 
-def _send(fd: int, ftype: int, payload: bytes) -> None:
-    if not _sandbox.child_send(fd, ftype, payload):
-        raise OSError("the control socket is gone")
+def _text(s: str) -> bytes:
+    return s.encode("utf-8", "backslashreplace")
 
 
 def _exit_code(e: SystemExit) -> int:
@@ -62,7 +62,6 @@ class Harness:
 
     def __init__(
         self,
-        sock: int,
         fn_name: str | None,
         source: bytes,
         builtins_snapshot: dict,
@@ -70,7 +69,6 @@ class Harness:
         call_builtins_snapshot: dict,
         encode_value,  # noqa: ANN001
     ) -> None:
-        self.sock = sock
         self.source = source
         self.builtins_snapshot = builtins_snapshot
         self.call_builtins = call_builtins
@@ -88,11 +86,8 @@ class Harness:
             self.code = compile(self.source, SOURCE_NAME, "exec", dont_inherit=True)
         except BaseException as e:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
             msg = "".join(traceback.format_exception_only(type(e), e)).strip()
-            _send(self.sock, T_CE, msg.encode("utf-8", "backslashreplace")[:8192])
+            _cc.send_text(_frame.COMPILE_ERROR, _text(msg)[:8192])
             return False
-        if len(self.source) > COMPILED_REPORT_BYTES:
-            # only long sources take long enough to compile for the supervisor to time it apart
-            _send(self.sock, T_COMPILED, b"")
         return True
 
     def serve(self) -> None:
@@ -103,14 +98,13 @@ class Harness:
             frame = frame.f_back
         self.base_depth = depth + 3
         while True:
-            ftype, payload = _sandbox.child_next(self.sock)  # a TEST's stdin/stdout/stderr are now fds 0, 1, 2
+            ftype, index, last = _cc.next()  # a TEST's stdin/stdout/stderr are now fds 0, 1, 2
             if ftype == 0:
-                os._exit(114)  # EOF, or the test's descriptors could not be set up
-            if ftype != T_TEST:
+                os._exit(114)  # EOF, a malformed frame, or the test's descriptors could not be set up
+            if ftype != _frame.TEST:
                 return
-            index, last = payload.split()
-            self.run_test(int(index))
-            if last == b"1":
+            self.run_test(index)
+            if last:
                 return
 
     # ---------------------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ class Harness:
         if self.fn_name is not None:  # only call mode reads the prelude's builtins
             pairs.append((self.call_builtins, self.call_builtins_snapshot))
         for live, snap in pairs:
-            if not _sandbox.dict_is_snapshot(live, snap):
+            if not _cc.dict_is_snapshot(live, snap):
                 live.clear()
                 live.update(snap)
         if signal.getitimer(signal.ITIMER_REAL)[0]:  # alarm() uses the same timer
@@ -209,12 +203,14 @@ class Harness:
                 return True
             if pid == 0:
                 return True
-        return not _sandbox.child_fds_ok()
+        return not _cc.fds_ok()
 
     # ---------------------------------------------------------------------------------------------------
     def run_test(self, index: int) -> None:
         self._reset_process_state()
-        cpu_self0, cpu_children0, _ = _sandbox.usage()
+        if self.tests_run == 0 and not _cc.send_begin(index):  # the wall clock of this child starts here
+            os._exit(1)
+        cpu_self0, cpu_children0, _ = _cc.usage()
         w0 = time.perf_counter()
         value = b""
         exc_name = None
@@ -229,19 +225,16 @@ class Harness:
         if after is not None and status == 0:
             status = after
         wall = time.perf_counter() - w0
-        cpu_self1, cpu_children1, maxrss = _sandbox.usage()
+        cpu_self1, cpu_children1, maxrss = _cc.usage()
         cpu = (cpu_self1 - cpu_self0) + (cpu_children1 - cpu_children0)
         dirty = self._dirty()
         self.tests_run += 1
-        # "index status dirty cpu_s maxrss_kb exc wall_s\n" + message (JSON string) + "\n" + value
-        head = b"%d %d %d %.6f %d %s %.6f\n" % (
-            index, status, dirty, cpu, maxrss,
-            (exc_name or "-").encode("ascii", "replace"), wall,
-        )
-        msg = json.dumps(message).encode() if message else b'""'
         try:
-            _send(self.sock, T_RESULT, head + msg + b"\n" + value)
+            sent = _cc.send_result(index, status, dirty, cpu, wall, maxrss, _text(exc_name or ""), _text(message),
+                                   value)
         except BaseException:
+            sent = False
+        if not sent:
             os._exit(status if isinstance(status, int) else 1)
         if dirty:
             os._exit(0)
@@ -276,8 +269,8 @@ class Harness:
             while lines and not lines[-1].strip():
                 lines.pop()
             args = [json.loads(line) for line in lines]
-        except Exception as e:  # validated by the supervisor; this is a belt-and-braces guard
-            return 1, "InputError", f"test input is not one JSON value per line: {e}", b""
+        except Exception as e:  # Problem() validated it: only a program that rewrote fd 0 gets here
+            return 1, type(e).__name__, f"test input is not one JSON value per line: {e}", b""
         g = self._fresh_module("solution", self.call_builtins)
         fn_name = self.fn_name
         try:
@@ -315,20 +308,25 @@ def _stream_config(streams: tuple) -> tuple:
     return tuple((s.encoding, s.errors, s.line_buffering, s.write_through) for s in streams)
 
 
+def _std_stream(fd: int, mode: str, name: str, errors: str, line_buffering: bool) -> io.TextIOWrapper:
+    """A standard stream as CPython's start-up builds it for a non-interactive fd (Python/pylifecycle.c
+    create_stdio): a buffered binary file over FileIO(fd, closefd=False) whose raw name is "<stdin>" and
+    the like, a TextIOWrapper with newline="\n" (no newline translation on POSIX), and ``mode`` set on
+    the text stream. Programs that inspect or wrap the streams (``file.mode``, ``fileno()``, ``buffer``,
+    ``os.read`` on the descriptor) see what they see when run directly."""
+    buf = io.open(fd, mode + "b", -1, closefd=False)
+    buf.raw.name = name
+    text = io.TextIOWrapper(buf, encoding="utf-8", errors=errors, newline="\n", line_buffering=line_buffering,
+                            write_through=False)
+    text.mode = mode
+    return text
+
+
 def _install_stdio() -> None:
     global _STREAMS, _STREAM_CONFIG
-    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
-        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
-    )
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="surrogateescape"
-    )
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
-        encoding="utf-8",
-        errors="backslashreplace",
-        line_buffering=True,
-    )
+    sys.stdin = sys.__stdin__ = _std_stream(0, "r", "<stdin>", "surrogateescape", False)
+    sys.stdout = sys.__stdout__ = _std_stream(1, "w", "<stdout>", "surrogateescape", False)
+    sys.stderr = sys.__stderr__ = _std_stream(2, "w", "<stderr>", "backslashreplace", True)
     _STREAMS = (sys.stdin, sys.stdout, sys.stderr)
     _STREAM_CONFIG = _stream_config(_STREAMS)
 
@@ -372,7 +370,7 @@ def child_main(fn_name: str | None, source: bytes, builtins_snapshot: dict, call
     """Entry point in the forked child, sandbox already entered (fd 3 = control socket). Never returns."""
     status = 0
     try:
-        h = Harness(3, fn_name, source, builtins_snapshot, call_builtins, call_builtins_snapshot, encode_value)
+        h = Harness(fn_name, source, builtins_snapshot, call_builtins, call_builtins_snapshot, encode_value)
         if h.compile():
             h.serve()
     except BaseException:

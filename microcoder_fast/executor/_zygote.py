@@ -1,8 +1,12 @@
 """The zygote: a clean worker interpreter started by the supervisor with ``posix_spawn``.
 
-It pre-imports the standard modules (and NumPy when installed), sets up the isolation layers it can (see
-``microcoder_fast.executor`` for the list), reports them in its READY frame, then forks one child per
-generation on request. Runs as ``python -I -c <bootstrap> <json config>`` with fd 3 = control socket.
+It pre-imports the standard modules (and NumPy when asked), sets up the isolation layers it can (see
+``microcoder_fast.executor`` for the list), reports them in its READY frame, then hands over to the C++
+serve loop (``_C.sandbox.zygote_loop``), which forks one child per generation. Runs as
+``python -I -c <bootstrap> <json config>`` with fd 3 = control socket.
+
+Must not import ``threading``, ``random`` or anything that registers at-fork hooks (every forked child
+would run them), nor the executor's api/worker modules.
 """
 
 from __future__ import annotations
@@ -13,12 +17,7 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import sys
-
-FRAME = struct.Struct("<IIQ")
-MAGIC = 0x4D434631
-T_RUN, T_KILL, T_READY, T_EXIT, T_ZERR, T_BENCH, T_BENCH_RESULT = 1, 2, 3, 4, 5, 6, 7
 
 # The whole environment of a zygote and of every program it runs (nothing of the caller's leaks in).
 SCRUBBED_ENV = {
@@ -75,44 +74,6 @@ class _LazyModule:
 
     def __repr__(self) -> str:
         return f"<module {self._name!r} (imported on first use)>"
-
-
-# ------------------------------------------------------------------------------------------------------
-# framing
-
-
-def send_frame(sock: socket.socket, ftype: int, payload: bytes = b"") -> None:
-    sock.sendall(FRAME.pack(MAGIC, ftype, len(payload)) + payload)
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        k = sock.recv_into(view[got:], n - got)
-        if k == 0:
-            raise EOFError
-        got += k
-    return bytes(buf)
-
-
-def recv_frame(sock: socket.socket) -> tuple[int, bytes, list[int]]:
-    fds: list[int] = []
-    head = b""
-    while len(head) < FRAME.size:
-        data, anc, _flags, _addr = sock.recvmsg(FRAME.size - len(head), socket.CMSG_SPACE(4 * 4))
-        for level, kind, cdata in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                n = len(cdata) // 4
-                fds.extend(struct.unpack(f"{n}i", cdata[: 4 * n]))
-        if not data:
-            raise EOFError
-        head += data
-    magic, ftype, length = FRAME.unpack(head)
-    if magic != MAGIC:
-        raise EOFError
-    return ftype, (recv_exact(sock, length) if length else b""), fds
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -197,6 +158,114 @@ def private_tmp_only(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------------------------
+# memory and process limits of a generation: one cgroup per zygote, which each generation child joins
+
+
+class CgroupSetup:
+    """The zygote's generation cgroup (memory limit counting memfds, tmpfs and shared memory; pids
+    limit), made under the caller's own cgroup so its limits nest. Holds the descriptors the C++ serve
+    loop uses (the paths vanish from view after pivot_root). ``describe`` is None if no cgroup could be
+    made (not root, no writable memory controller): RLIMIT_AS is then the only memory limit."""
+
+    def __init__(self) -> None:
+        self.procs: list[int] = []  # cgroup.procs files the child writes "0" to (joins itself)
+        self.reset: list[int] = []  # counters zeroed before each generation
+        self.oom = -1  # "oom_kill N" source
+        self.peak = -1  # peak usage source
+        self.dirs: list[str] = []  # created directories (host paths), removed at exit
+        self._parents: list[tuple[int, str]] = []  # (parent dir fd, name) to rmdir after pivot_root
+        self.describe: str | None = None
+        self.error: str | None = None
+
+    @staticmethod
+    def _own_paths() -> dict[str, str]:
+        paths = {}
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                for c in controllers.split(",") if controllers else [""]:
+                    paths[c] = path
+        return paths
+
+    def _mkdir(self, parent: str, name: str) -> str:
+        d = os.path.join(parent, name)
+        try:
+            os.rmdir(d)  # a leftover of a zygote that had this pid and was killed
+        except OSError:
+            pass
+        os.mkdir(d)
+        self.dirs.append(d)
+        self._parents.append((os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), name))
+        return d
+
+    @staticmethod
+    def _write(path: str, value: str, must: bool = True) -> None:
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError:
+            if must:
+                raise
+
+    @staticmethod
+    def _open(path: str, flags: int) -> int:
+        return os.open(path, flags | os.O_CLOEXEC)
+
+    def setup(self, name: str, memory_bytes: int, pids: int) -> None:
+        try:
+            if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+                self._setup_v2(name, memory_bytes, pids)
+            else:
+                self._setup_v1(name, memory_bytes, pids)
+        except OSError as e:
+            self.error = str(e)
+            self.close()
+            self.procs, self.reset, self.oom, self.peak, self.describe = [], [], -1, -1, None
+
+    def _setup_v1(self, name: str, memory_bytes: int, pids: int) -> None:
+        own = self._own_paths()
+        mem = self._mkdir("/sys/fs/cgroup/memory" + own["memory"], name)
+        self._write(f"{mem}/memory.limit_in_bytes", str(memory_bytes))
+        self._write(f"{mem}/memory.memsw.limit_in_bytes", str(memory_bytes), must=False)  # no swap either
+        self.procs.append(self._open(f"{mem}/cgroup.procs", os.O_WRONLY))
+        self.reset += [self._open(f"{mem}/memory.max_usage_in_bytes", os.O_WRONLY),
+                       self._open(f"{mem}/memory.failcnt", os.O_WRONLY)]
+        self.oom = self._open(f"{mem}/memory.oom_control", os.O_RDONLY)
+        self.peak = self._open(f"{mem}/memory.max_usage_in_bytes", os.O_RDONLY)
+        what = f"cgroup v1 memory.limit_in_bytes={memory_bytes}"
+        if "pids" in own:
+            pid_dir = self._mkdir("/sys/fs/cgroup/pids" + own["pids"], name)
+            self._write(f"{pid_dir}/pids.max", str(pids))
+            self.procs.append(self._open(f"{pid_dir}/cgroup.procs", os.O_WRONLY))
+            what += f", pids.max={pids}"
+        self.describe = what
+
+    def _setup_v2(self, name: str, memory_bytes: int, pids: int) -> None:
+        own = self._own_paths()
+        parent = "/sys/fs/cgroup" + own[""]
+        # the controllers must be enabled for children of the caller's cgroup (fails if the caller's
+        # cgroup holds processes and is not the root: then there is no cgroup layer)
+        self._write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+        d = self._mkdir(parent, name)
+        self._write(f"{d}/memory.max", str(memory_bytes))
+        self._write(f"{d}/memory.swap.max", "0", must=False)
+        self._write(f"{d}/pids.max", str(pids))
+        self.procs.append(self._open(f"{d}/cgroup.procs", os.O_WRONLY))
+        self.oom = self._open(f"{d}/memory.events", os.O_RDONLY)
+        self.describe = f"cgroup v2 memory.max={memory_bytes}, pids.max={pids}"
+
+    def close(self) -> None:
+        """Remove the directories (the zygote is not in them; its generations are gone)."""
+        for fd in [*self.procs, *self.reset, self.oom, self.peak]:
+            if fd >= 0:
+                os.close(fd)
+        for parent_fd, name in reversed(self._parents):
+            try:
+                os.rmdir(name, dir_fd=parent_fd)
+            except OSError:
+                pass
+            os.close(parent_fd)
+        self._parents.clear()
 
 
 class Zygote:
@@ -205,7 +274,6 @@ class Zygote:
         self.sock = socket.socket(fileno=3)
         self.sock.setblocking(True)
         self.layers: dict = {}
-        self.gen = 0
         self.pid1 = False
         self.uid = -1
         self.gid = -1
@@ -230,13 +298,9 @@ class Zygote:
         from microcoder_fast import _C  # noqa: F401
         from microcoder_fast.executor import _child
 
-        self.child = _child
-        try:
-            from microcoder_fast.executor.compare import encode_value
-        except Exception:  # pragma: no cover - compare.py ships with the package
-            def encode_value(value: object) -> str:
-                return json.dumps(value)
+        from microcoder_fast.executor.compare import encode_value
 
+        self.child = _child
         self.encode_value = encode_value
         self.prelude: dict = {"_LazyModule": _LazyModule}
         exec(compile(PRELUDE_SOURCE, "<prelude>", "exec"), self.prelude)
@@ -293,6 +357,7 @@ class Zygote:
             if os.getppid() not in (0, outer_pid):  # 0: the parent lives outside the new PID namespace
                 os._exit(1)
             self.pid1 = os.getpid() == 1
+            self.setup_cgroup(outer_pid)
             try:
                 build_minimal_root(sandbox, int(cfg.get("tmp_mb", 256)))
                 self.layers["filesystem"] = "minimal read-only root (pivot_root), private /tmp"
@@ -306,6 +371,7 @@ class Zygote:
         else:
             self.layers["filesystem"] = "host tree (no mount namespace)"
             sandbox.set_child_subreaper()
+            self.setup_cgroup(outer_pid)
         self.layers["kill_descendants"] = (
             "pid namespace (kill -1 as its init)" if self.pid1 else
             "child subreaper: every orphan of the generation is killed"
@@ -315,6 +381,26 @@ class Zygote:
         self.workdir = os.path.join(self.tmp_root, f"mcf-work-{os.getpid()}-{outer_pid}")
         self.make_workdir()
         self.shared_dirs = [d for d in ("/dev/shm", "/var/tmp", "/run/lock") if os.path.isdir(d)] if ns_ok else []
+        # with a mount namespace every writable directory is a fresh tmpfs per generation; without one
+        # the work dir is removed (at any depth) and made anew
+        self.tmpfs_mb = int(cfg.get("tmp_mb", 256)) if ns_ok else 0
+        self.layers["writable_dirs"] = (
+            "fresh tmpfs per generation: " + ", ".join(["work dir", *self.shared_dirs]) if ns_ok else
+            "work dir removed and recreated per generation (host /dev/shm is shared: no mount namespace)"
+        )
+        self.new_ipc = ns_ok
+        self.layers["ipc"] = "fresh IPC namespace per generation" if ns_ok else "host IPC namespace"
+
+    def setup_cgroup(self, outer_pid: int) -> None:
+        self.cgroup = CgroupSetup()
+        if os.geteuid() == 0 and self.cfg.get("cgroup", True) and "memory_bytes" in self.cfg:
+            self.cgroup.setup(f"mcf-zygote-{outer_pid}", int(self.cfg["memory_bytes"]), int(self.cfg.get("pids", 64)))
+        if self.cgroup.describe:
+            self.layers["memory"] = self.cgroup.describe + " per generation, and RLIMIT_AS per process"
+            self.layers["cgroup_dirs"] = list(self.cgroup.dirs)
+        else:
+            self.layers["memory"] = "RLIMIT_AS per process (no cgroup" + (
+                f": {self.cgroup.error})" if self.cgroup.error else ")")
 
     # --- serving -----------------------------------------------------------------------------------------
     def prepare_children(self) -> None:
@@ -333,9 +419,13 @@ class Zygote:
             os.chown(self.workdir, self.uid, self.gid)
 
     def serve(self) -> None:
-        send_frame(self.sock, T_READY, json.dumps(self.layers).encode())
+        from microcoder_fast._C import frame
+
+        frame.send(self.sock.fileno(), frame.READY, 0, json.dumps(self.layers).encode())
+        cg = self.cgroup
         got = self.sandbox.zygote_loop(self.sock.fileno(), self.workdir, self.uid, self.gid, self.pid1,
-                                       bool(self.layers.get("seccomp")), self.shared_dirs)
+                                       bool(self.layers.get("seccomp")), self.tmpfs_mb, self.shared_dirs,
+                                       self.new_ipc, cg.procs, cg.reset, cg.oom, cg.peak)
         if got is None:
             return
         # a generation child, sandbox entered: run the harness, never come back
@@ -343,12 +433,6 @@ class Zygote:
         fn_name, source = got
         self.child.child_main(fn_name, source, self.builtins_snapshot, self.call_builtins,
                               self.call_builtins_snapshot, self.encode_value)
-
-
-def atexit_clear() -> None:
-    import atexit
-
-    atexit._clear()
 
 
 STACK_BYTES = 1 << 30
@@ -395,7 +479,9 @@ def main() -> None:
         z.serve()
     except BaseException:
         pass
-    shutil.rmtree(z.workdir, ignore_errors=True)
+    z.cgroup.close()
+    if not z.tmpfs_mb:
+        shutil.rmtree(z.workdir, ignore_errors=True)
     os._exit(0)
 
 

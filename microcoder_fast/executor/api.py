@@ -120,7 +120,8 @@ class Executor:
             stderr_tail_bytes=stderr_tail_bytes,
             pipeline=pipeline,
             preimport_numpy=preimport_numpy,
-            zygote_cfg={"namespaces": full, "drop_privileges": full, "seccomp": full, "tmp_mb": 256},
+            zygote_cfg={"namespaces": full, "drop_privileges": full, "seccomp": full, "cgroup": full, "tmp_mb": 256,
+                        "memory_bytes": int(memory_limit_mb * 1024 * 1024), "pids": 64},
         )
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False

@@ -2,18 +2,22 @@
 :class:`TestResult`, and from the tests' results to the generation's :class:`Result`.
 
 No processes, no threads, no I/O: everything here takes bytes and numbers and returns values, so it is
-tested directly. Must not import ``threading``, ``_C`` or the worker module.
+tested directly. Uses ``_C.frame`` only to decode payloads. Must not import ``threading`` or the worker
+module.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import signal
 from dataclasses import dataclass
 
+from microcoder_fast import _C
 from microcoder_fast.executor import compare as _compare
 from microcoder_fast.executor.types import ModeVerdict, Problem, Result, TestResult, Verdict
+
+_F = _C.frame
 
 
 @dataclass(frozen=True)
@@ -29,37 +33,78 @@ class Rules:
     memory_limit_mb: float
 
 
-def parse_result(payload: bytes) -> tuple[dict, bytes]:
-    """RESULT frame: b"index status dirty cpu_s maxrss_kb exc wall_s\n" + JSON message + b"\n" + value."""
-    nl = payload.index(b"\n")
-    index, status, dirty, cpu, rss, exc, wall = payload[:nl].split()
-    nl2 = payload.index(b"\n", nl + 1)
-    message = json.loads(payload[nl + 1:nl2])
-    head = {
-        "index": int(index),
-        "status": int(status),
-        "dirty": dirty == b"1",
-        "cpu_s": float(cpu),
-        "maxrss_kb": int(rss),
-        "exc": None if exc == b"-" else exc.decode("ascii", "replace"),
-        "message": message,
-        "wall_s": float(wall),
-    }
-    return head, payload[nl2 + 1:]
+@dataclass(frozen=True)
+class Report:
+    """A RESULT frame: what the harness in the child reported about one test (fields: csrc/frame.h)."""
+
+    index: int
+    status: int
+    dirty: bool
+    cpu_s: float
+    wall_s: float
+    maxrss_kb: int
+    end_ns: int
+    exc: str | None  # the type name of the uncaught exception, as the program named it
+    message: str
+    value: bytes  # call mode: the encoded return value
+
+    @classmethod
+    def decode(cls, payload: bytes) -> Report:
+        """Raises ValueError if the payload is not a well-formed RESULT."""
+        index, status, flags, cpu, wall, rss, end_ns, exc, msg, value = _F.decode_result(payload)
+        if not (math.isfinite(cpu) and math.isfinite(wall)):
+            raise ValueError("malformed RESULT frame (times are not finite)")
+        return cls(index, status, bool(flags & _F.RESULT_DIRTY), cpu, wall, rss, end_ns,
+                   exc.decode("utf-8", "replace") or None, msg.decode("utf-8", "replace"), value)
+
+
+@dataclass(frozen=True)
+class ExitReport:
+    """An EXIT frame: how the zygote found the generation's child when it reaped it."""
+
+    status: int  # wait status
+    cpu_s: float
+    maxrss_kb: int
+    oom_kills: int  # processes of the generation the cgroup's OOM killer killed (-1: no cgroup)
+    memory_peak_bytes: int  # the generation cgroup's peak usage (-1: unknown)
+    reaped_ns: int
+
+    @classmethod
+    def decode(cls, payload: bytes) -> ExitReport:
+        status, ut, st, rss, oom, peak, reaped_ns = _F.decode_exit(payload)
+        return cls(status, ut + st, rss, oom, peak, reaped_ns)
 
 
 def compare_output(k: int, out: bytes, value: bytes, call: bool, problem: Problem,
                    rules: Rules) -> dict[str, tuple[Verdict, str]]:
     """AC or WA (with the reason) for test k's stdout (stdin mode) or encoded return value (call mode), in
-    every compare mode of ``rules`` (the output is read once; each mode compares it). Expected output that
-    cannot be used is IE in every mode."""
+    every compare mode of ``rules`` (the output is read once; each mode compares it). An output or value
+    the comparison cannot take is the program's fault (WA); an expected output it cannot take is the
+    problem's (IE in every mode)."""
     expected = problem.tests[k].output
     explain = _compare.explain_call_modes if call else _compare.explain_stdout_modes
     try:
         whys = explain(value if call else out, expected, rules.compare, rules.abs_tol, rules.rel_tol)
-    except (ValueError, TypeError) as e:
-        return {m: (Verdict.IE, f"test {k}: expected output could not be used ({e})") for m in rules.compare}
+    except (ValueError, TypeError, RecursionError) as e:
+        if _expected_usable(expected, call, rules):
+            why = f"the {'return value' if call else 'output'} could not be compared ({type(e).__name__})"
+            return {m: (Verdict.WA, why) for m in rules.compare}
+        why = f"test {k}: expected output could not be used ({type(e).__name__}: {e})"
+        return {m: (Verdict.IE, why) for m in rules.compare}
     return {m: (Verdict.AC, "") if why is None else (Verdict.WA, why) for m, why in whys.items()}
+
+
+def _expected_usable(expected: str, call: bool, rules: Rules) -> bool:
+    """Whether the comparison can take the expected output at all (compared with itself)."""
+    try:
+        if call:
+            _compare.explain_call_modes(expected, expected, rules.compare, rules.abs_tol, rules.rel_tol)
+        else:
+            _compare.explain_stdout_modes(expected.encode("utf-8", "surrogateescape"), expected, rules.compare,
+                                          rules.abs_tol, rules.rel_tol)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
 
 
 def _set_modes(tr: TestResult, per_mode: dict[str, tuple[Verdict, str]]) -> None:
@@ -76,60 +121,60 @@ def _finish(tr: TestResult, rules: Rules) -> TestResult:
     return tr
 
 
-def from_report(k: int, head: dict, value: bytes, out: bytes | None, size: int, tail: bytes, call: bool,
-                problem: Problem, rules: Rules) -> TestResult:
+def from_report(k: int, rep: Report, out: bytes | None, size: int, tail: bytes, call: bool, problem: Problem,
+                rules: Rules) -> TestResult:
     """Test k as the harness reported it (the child is still alive and answered)."""
-    status = head.get("status")
-    exc = head.get("exc")
-    wall = head["wall_s"]
-    tr = TestResult(k, Verdict.AC, wall, float(head.get("cpu_s", 0.0)), int(head.get("maxrss_kb", 0)),
-                    exit_code=status if isinstance(status, int) else None,
+    tr = TestResult(k, Verdict.AC, rep.wall_s, rep.cpu_s, rep.maxrss_kb, exit_code=rep.status,
                     stderr_tail=tail.decode("utf-8", "replace"))
     if out is None:
         tr.verdict, tr.message = Verdict.OLE, f"stdout reached {size} bytes (limit {rules.output_limit})"
-    elif call and len(value) > rules.output_limit:  # over the cap: OLE before any parsing
-        tr.verdict, tr.message = Verdict.OLE, f"the return value has {len(value)} bytes (limit {rules.output_limit})"
-    elif exc == "MemoryError":
+    elif call and len(rep.value) > rules.output_limit:  # over the cap: OLE before any parsing
+        tr.verdict, tr.message = Verdict.OLE, f"the return value has {len(rep.value)} bytes (limit {rules.output_limit})"
+    elif rep.exc == "MemoryError":
         tr.verdict, tr.message = Verdict.MLE, "MemoryError"
-    elif exc == "InputError":
-        tr.verdict, tr.message = Verdict.IE, f"test {k}: {head.get('message')}"
-    elif status != 0 or exc is not None:
+    elif rep.status != 0 or rep.exc is not None:
         tr.verdict = Verdict.RE
-        tr.message = head.get("message") or (f"uncaught {exc}" if exc else f"exit status {status}")
+        tr.message = rep.message or (f"uncaught {rep.exc}" if rep.exc else f"exit status {rep.status}")
     else:
-        per_mode = compare_output(k, out, value, call, problem, rules)
-        if wall > rules.time_limit_s:  # too slow: TLE wherever the output was right
-            tle = (Verdict.TLE, f"took {wall:.3f} s (limit {rules.time_limit_s:g} s)")
+        per_mode = compare_output(k, out, rep.value, call, problem, rules)
+        if rep.wall_s > rules.time_limit_s:  # too slow: TLE wherever the output was right
+            tle = (Verdict.TLE, f"took {rep.wall_s:.3f} s (limit {rules.time_limit_s:g} s)")
             per_mode = {m: (tle if v == Verdict.AC else (v, why)) for m, (v, why) in per_mode.items()}
         _set_modes(tr, per_mode)
     return _finish(tr, rules)
 
 
-def from_exit(k: int, kind: str, report: bytes, out: bytes | None, tail_b: bytes, wall: float, call: bool,
+def from_exit(k: int, kind: str, ex: ExitReport, out: bytes | None, tail_b: bytes, wall: float | None, call: bool,
               problem: Problem, rules: Rules) -> TestResult:
     """Test k when the child did not report it: ``kind`` is how the wait ended ("exit": it died by itself,
-    "timeout": the wall clock ran out, "ole": it sent an oversized frame); ``report`` is the zygote's EXIT
-    payload (JSON: status, utime, stime, maxrss_kb)."""
-    verdict, msg = None, ""
-    if kind == "timeout":
-        verdict, msg = Verdict.TLE, f"wall-clock limit of {rules.time_limit_s:g} s exceeded"
-    elif kind == "ole":
-        verdict, msg = Verdict.OLE, f"the return value exceeded {rules.output_limit} bytes"
-    rep = json.loads(report or b"{}")
-    st = int(rep.get("status", 0))
-    cpu = float(rep.get("utime", 0.0)) + float(rep.get("stime", 0.0))
-    rss = int(rep.get("maxrss_kb", 0))
-    tr = TestResult(k, Verdict.RE, wall, cpu, rss, stderr_tail=tail_b.decode("utf-8", "replace"))
+    "timeout": the wall clock ran out, "ole": it sent an oversized frame); ``ex`` is the zygote's EXIT
+    report; ``wall`` the program's time from the start of test k to its end (None if it never began)."""
+    st = ex.status
+    tr = TestResult(k, Verdict.RE, wall if wall is not None else 0.0, ex.cpu_s, ex.maxrss_kb,
+                    stderr_tail=tail_b.decode("utf-8", "replace"))
     if os.WIFEXITED(st):
         tr.exit_code = os.WEXITSTATUS(st)
     elif os.WIFSIGNALED(st):
         tr.signal = os.WTERMSIG(st)
-    if verdict is not None:
-        tr.verdict, tr.message = verdict, msg
+    if kind == "timeout":
+        tr.verdict, tr.message = Verdict.TLE, f"wall-clock limit of {rules.time_limit_s:g} s exceeded"
+        return _finish(tr, rules)
+    if kind == "ole":
+        tr.verdict, tr.message = Verdict.OLE, f"the return value exceeded {rules.output_limit} bytes"
         return _finish(tr, rules)
     sig = tr.signal or 0
+    if ex.oom_kills > 0:
+        tr.verdict, tr.message = Verdict.MLE, "the generation passed its memory limit (killed by the cgroup)"
+        return _finish(tr, rules)
     if out is None or sig == signal.SIGXFSZ:
         tr.verdict, tr.message = Verdict.OLE, f"output passed the limit of {rules.output_limit} bytes"
+        return _finish(tr, rules)
+    if sig == signal.SIGXCPU:
+        tr.verdict, tr.message = Verdict.TLE, "CPU time limit exceeded"
+        return _finish(tr, rules)
+    if wall is not None and wall > rules.time_limit_s:
+        # the time limit holds on every way out, os._exit(0) after printing the answer included
+        tr.verdict, tr.message = Verdict.TLE, f"took {wall:.3f} s (limit {rules.time_limit_s:g} s)"
         return _finish(tr, rules)
     if tr.exit_code is not None:
         if tr.exit_code == 0 and not call:
@@ -142,10 +187,8 @@ def from_exit(k: int, kind: str, report: bytes, out: bytes | None, tail_b: bytes
             tr.message = f"exit status {tr.exit_code}"
         return _finish(tr, rules)
     limit_kb = rules.memory_limit_mb * 1024
-    if sig == signal.SIGXCPU:
-        tr.verdict, tr.message = Verdict.TLE, "CPU time limit exceeded"
-    elif "MemoryError" in tr.stderr_tail or (sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS,
-                                                      signal.SIGKILL) and rss >= 0.8 * limit_kb):
+    if "MemoryError" in tr.stderr_tail or (sig in (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS,
+                                                    signal.SIGKILL) and ex.maxrss_kb >= 0.8 * limit_kb):
         tr.verdict, tr.message = Verdict.MLE, f"killed by signal {sig} near the memory limit"
     else:
         name = signal.Signals(sig).name if sig in set(signal.Signals) else str(sig)

@@ -3,7 +3,7 @@ generation on them: hand the program and its tests to a forked child, wait for e
 end, and turn what happened into test results (through :mod:`verdicts`).
 
 A Worker is driven by exactly one thread (the Executor's pool owns the threads). Must not import the
-Executor (api.py); imports ``_C`` lazily so that importing the types never loads the extension.
+Executor (api.py) nor ``threading`` (the Executor's threads drive it).
 """
 
 from __future__ import annotations
@@ -15,17 +15,21 @@ import sys
 import time
 from dataclasses import dataclass
 
+from microcoder_fast import _C
 from microcoder_fast.executor import verdicts
 from microcoder_fast.executor._zygote import SCRUBBED_ENV
 from microcoder_fast.executor.types import Problem, Result, TestResult, Verdict
 
-FRAME_COMPILED, FRAME_CE, FRAME_RESULT, FRAME_SETUP_ERROR = 13, 14, 12, 15
-Z_READY, Z_EXIT, Z_ERR, Z_BENCH, Z_BENCH_RESULT = 3, 4, 5, 6, 7
+_F = _C.frame
 
-# sources longer than this report the end of compilation apart (must match _child.COMPILED_REPORT_BYTES);
-# shorter ones compile in milliseconds, which the first test's start-up slack covers
+# sources longer than this get a compilation budget of their own (max(time limit, 10 s)) before the first
+# test; shorter ones compile in milliseconds, which the start-up slack covers
 COMPILED_REPORT_BYTES = 65536
-START_SLACK_S = 0.5
+START_SLACK_S = 0.5  # fork, sandbox entry and compiling a short source: once per generation
+TEST_GRACE_S = 0.1  # the harness' own work around a test (resetting state, reporting), past the limit
+CLEANUP_BOUND_S = 60.0  # the zygote must have cleaned up the previous generation and forked by then
+EXIT_BOUND_S = 10.0  # a killed generation must be reaped by then
+MAX_ATTEMPTS = 4  # a generation is retried on a fresh zygote after a judge fault, at most this often
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
@@ -50,7 +54,7 @@ class Settings:
 
 
 class GenerationLost(Exception):
-    """The worker's zygote failed (died, errored, or the protocol broke): a judge fault, retried."""
+    """The worker's zygote failed (died, errored, could not start): a judge fault, retried."""
 
 
 @dataclass
@@ -63,6 +67,17 @@ class _Job:
     call: bool
     stop: bool
     results: list[TestResult]
+    slack_left: float = START_SLACK_S
+
+
+@dataclass
+class _Gen:
+    """What the driver knows about the running generation (one forked child)."""
+
+    t_req: float  # when the RUN was queued (monotonic s)
+    startup_budget: float  # from the fork to the first test's start
+    begun: bool = False  # the child sent BEGIN
+    test_start: float = 0.0  # when the current test started (monotonic s), once begun
 
 
 class Worker:
@@ -77,6 +92,7 @@ class Worker:
         self.zygote = None  # the zygote of the generation being judged
         self.layers: dict = {}
         self.restarts = 0
+        self._cgroup_dirs: dict[int, list[str]] = {}  # zygote pid -> its cgroup dirs (removed on drop)
 
     # --- zygote life cycle ------------------------------------------------------------------------------
     def ensure(self, numpy: bool = False) -> None:
@@ -85,50 +101,67 @@ class Worker:
             self.zygote = z
             return
         if z is not None:
-            z.close(0.5)
+            self._close_zygote(z, 0.5)
             self.zygotes.pop(numpy, None)
             self.restarts += 1
-        from microcoder_fast import _C
-
         cfg = dict(self.s.zygote_cfg, preimport_numpy=numpy)
         argv = [sys.executable, "-I", "-c", _BOOT, _PKG_PARENT, json.dumps(cfg)]
         z = _C.Zygote(argv, [f"{k}={v}" for k, v in SCRUBBED_ENV.items()])
-        got = z.recv_zygote(60.0)
-        if got is None or got[0] != Z_READY:
+        try:
+            got = z.recv_zygote(60.0)
+        except RuntimeError:
+            got = None
+        if got is None or got[0] != _F.READY:
             z.close(0.5)
-            raise RuntimeError(
+            raise GenerationLost(
                 "the executor's zygote did not start (no READY within 60 s); run "
-                "`python -c 'from microcoder_fast.executor._zygote import main'` to see the import error"
+                "`python -c 'from microcoder_fast.executor._zygote import main'` to see an import error"
             )
         layers = json.loads(got[1])
+        self._cgroup_dirs[z.pid] = list(layers.get("cgroup_dirs", ()))
         if not self.layers or not numpy:
             self.layers = layers
         self.zygotes[numpy] = z
         self.zygote = z
 
+    def _close_zygote(self, z: object, grace: float) -> None:
+        pid = z.pid
+        z.close(grace)
+        # a zygote killed from outside cannot remove its cgroup; its generations are gone, so it is empty
+        for d in reversed(self._cgroup_dirs.pop(pid, [])):
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
+
     def drop_current(self) -> None:
         """Forget the current zygote (it failed); the next ensure() starts a fresh one."""
         for k, z in list(self.zygotes.items()):
             if z is self.zygote:
-                z.close(0.2)
+                self._close_zygote(z, 0.2)
                 del self.zygotes[k]
         self.zygote = None
+        self.restarts += 1
 
     def close(self) -> None:
         for z in self.zygotes.values():
-            z.close(1.0)
+            self._close_zygote(z, 1.0)
         self.zygotes.clear()
         self.zygote = None
 
     def bench_fork(self, n: int, numpy: bool) -> float:
         """Bare fork + _exit + waitpid inside the zygote, in seconds."""
         self.ensure(numpy)
-        if not self.zygote.send_zygote(Z_BENCH, str(int(n)).encode()):
+        if not self.zygote.send_bench(int(n)):
             raise RuntimeError("the zygote is gone")
         got = self.zygote.recv_zygote(120.0)
-        if got is None or got[0] != Z_BENCH_RESULT:
+        if got is None or got[0] != _F.BENCH_RESULT:
             raise RuntimeError("the zygote did not answer the fork benchmark")
-        return int(got[1]) * 1e-9
+        return int.from_bytes(got[1], "little", signed=True) * 1e-9
 
     # --- judging ----------------------------------------------------------------------------------------
     def judge(self, code: str | bytes, problem: Problem, stop: bool) -> Result:
@@ -150,18 +183,22 @@ class Worker:
         )
         job = _Job(source, problem, rules, problem.fn_name is not None, stop, [])
         k = 0
-        lost = 0
+        faults = 0
         use_numpy = s.preimport_numpy is True or (s.preimport_numpy == "auto" and b"numpy" in source)
         while k < n:
             try:
                 self.ensure(use_numpy)
                 k, finished, ce = self._run_generation(job, k)
-            except GenerationLost as e:
-                lost += 1
-                if lost >= 3:
-                    return Result(Verdict.IE, sum(r.verdict == Verdict.AC for r in job.results), n, job.results,
-                                  message=f"the judge's worker process failed repeatedly: {e}")
+            except Exception as e:  # noqa: BLE001 - every failure here is the judge's, never the program's
+                # A judge fault (a zygote killed or failed, a system call that failed, a bug): nothing of
+                # this zygote is trusted any more. Retry the remaining tests on a fresh one, a bounded
+                # number of times; only then is it IE.
+                faults += 1
                 self.drop_current()
+                if faults >= MAX_ATTEMPTS:
+                    why = str(e) if isinstance(e, GenerationLost) else repr(e)
+                    return Result(Verdict.IE, sum(r.verdict == Verdict.AC for r in job.results), n, job.results,
+                                  message=f"the judge failed {faults} times in a row: {why}")
                 continue
             if ce is not None:
                 return Result(Verdict.CE, 0, n, [], message=ce)
@@ -169,28 +206,16 @@ class Worker:
                 break
         return verdicts.generation_result(job.results, n, s.compare, stop)
 
-    def _gen_payload(self, problem: Problem, remaining: int, tl: float) -> bytes:
-        # "fn_name as_bytes cpu_s fsize nproc nofile stack" (fn_name "-" = stdin mode); fsize allows one
-        # byte over the output cap so the supervisor can tell "at the cap" from "over it"
-        return b"%s %d %d %d %d %d %d" % (
-            (problem.fn_name or "-").encode(),
-            int(self.s.memory_limit_mb * 1024 * 1024),
-            int(math.ceil(tl * (remaining + 1))) + 1,
-            self.s.output_limit + 1,
-            64,
-            256,
-            0,
-        )
-
     def _wait(self, timeout: float) -> tuple:
         return self.zygote.wait_event(max(timeout, 0.0), self.s.output_limit + (1 << 20))
 
-    def _await_exit(self, kill: bool = False, timeout: float = 10.0) -> tuple:
+    def _await_exit(self, kill: bool) -> tuple:
         """Wait until the zygote reports the generation reaped (killing it first if asked, or if it does
-        not exit within timeout). Returns the EXIT event."""
+        not exit within EXIT_BOUND_S). Frames the child still sends are dropped. Returns the EXIT event."""
+        z = self.zygote
         if kill:
-            self.zygote.kill_generation()
-        deadline = time.monotonic() + timeout
+            z.kill_generation()
+        deadline = time.monotonic() + EXIT_BOUND_S
         killed = kill
         while True:
             ev = self._wait(deadline - time.monotonic())
@@ -199,112 +224,167 @@ class Worker:
                 return ev
             if kind == "zygote_dead":
                 raise GenerationLost("the zygote died")
-            if kind == "zygote" and ev[1] == Z_ERR:
-                raise GenerationLost(ev[2].decode(errors="replace"))
-            if kind in ("timeout", "ole") or time.monotonic() >= deadline:
-                if killed and time.monotonic() >= deadline:
-                    raise GenerationLost("the generation did not exit after SIGKILL")
-                if not killed:
-                    self.zygote.kill_generation()
-                    killed = True
-                    deadline = time.monotonic() + timeout
+            if kind == "zygote":
+                raise GenerationLost(_text(ev[2]))
+            if kind == "timeout":
+                if killed:
+                    raise GenerationLost(f"the generation was not reaped within {EXIT_BOUND_S:g} s of SIGKILL")
+                z.kill_generation()
+                killed = True
+                deadline = time.monotonic() + EXIT_BOUND_S
+
+    def _deadline(self, g: _Gen, tl: float) -> float | None:
+        """When the current test's time is up (monotonic s); None: the zygote has not forked the child
+        yet (it is still cleaning up the previous generation; that is not the program's time)."""
+        if g.begun:
+            return g.test_start + tl + TEST_GRACE_S
+        fork_ns = self.zygote.started_ns()
+        if fork_ns < 0:
+            return None
+        return fork_ns * 1e-9 + g.startup_budget + tl + TEST_GRACE_S
 
     def _run_generation(self, job: _Job, k: int) -> tuple[int, bool, str | None]:
         """Fork one child from the zygote and run tests k.. in it, up to ``pipeline`` tests handed over
-        ahead of the one running. Returns (next k, finished, CE message)."""
+        ahead of the one running. Returns (next k, finished, CE message). Raises on a judge fault."""
         problem, source, tl, stop = job.problem, job.source, job.rules.time_limit_s, job.stop
         results = job.results
         n = len(problem.tests)
         z = self.zygote
-        out_cap = self.s.output_limit
-        if not z.start(self._gen_payload(problem, n - k, tl) + b"\n" + source, min(self.s.pipeline, n)):
-            raise GenerationLost("could not hand the generation to the zygote")
+        s = self.s
+        z.start((problem.fn_name or "").encode(), int(s.memory_limit_mb * 1024 * 1024),
+                int(math.ceil(tl * (n - k + 1))) + 1, s.output_limit + 1, 64, 256, 0, source,
+                min(s.pipeline, n - k))
         sent = k
-        window = self.s.pipeline
 
         def fill() -> None:
             nonlocal sent
-            while sent < n and sent - k < window:
-                if not z.send_test(sent, sent == n - 1, problem._inputs[sent], out_cap):
+            while sent < n and sent - k < s.pipeline:
+                if not z.send_test(sent, sent == n - 1, problem._inputs[sent]):
                     return
                 sent += 1
 
         fill()
-        t0 = time.perf_counter()
-        slack = START_SLACK_S  # fork, sandbox entry and compiling a short source, before the first test
-        if len(source) > COMPILED_REPORT_BYTES:
-            # a long source: compilation has its own budget (at least 10 s, so a 10 MB source compiles)
-            ev = self._wait(max(tl, 10.0) + 1.0)
-            if ev[0] == "ctl" and ev[1] == FRAME_SETUP_ERROR:
-                self._await_exit()
-                raise GenerationLost(ev[2].decode("utf-8", "replace"))
-            if not (ev[0] == "ctl" and ev[1] in (FRAME_COMPILED, FRAME_CE)):
-                tr = self._abnormal(ev, k, time.perf_counter() - t0, job)
-                results.append(tr)
-                k += 1
-                failed = verdicts.all_modes_failed(results)
-                return (n if failed and stop else k), (failed and stop) or k >= n, None
-            if ev[1] == FRAME_CE:
-                z.detach_generation()
-                return n, True, ev[2].decode("utf-8", "replace")
-            t0 = time.perf_counter()
-            slack = 0.0
+        long_source = len(source) > COMPILED_REPORT_BYTES
+        g = _Gen(time.monotonic(), max(tl, 10.0) + 1.0 if long_source else job.slack_left)
         while k < n:
-            ev = self._wait(tl + slack - (time.perf_counter() - t0))
-            wall = time.perf_counter() - t0
+            deadline = self._deadline(g, tl)
+            ev = self._wait((g.t_req + CLEANUP_BOUND_S if deadline is None else deadline) - time.monotonic())
             kind, ftype, payload = ev
-            if kind == "ctl" and ftype == FRAME_CE:
-                z.detach_generation()  # the child exits by itself
-                return n, True, payload.decode("utf-8", "replace")
-            if kind == "ctl" and ftype == FRAME_SETUP_ERROR:
-                self._await_exit()
-                raise GenerationLost(payload.decode("utf-8", "replace"))
-            if kind == "ctl" and ftype == FRAME_RESULT:
-                head, value = verdicts.parse_result(payload)
-                if head["index"] != k:
-                    raise GenerationLost(f"result for test {head['index']} while test {k} was running")
-                out, size, tail = z.take_output(k, out_cap, self.s.stderr_tail_bytes)
-                tr = verdicts.from_report(k, head, value, out, size, tail, job.call, problem, job.rules)
+            now = time.monotonic()
+            if kind == "timeout":
+                deadline = self._deadline(g, tl)
+                if deadline is None:
+                    if now < g.t_req + CLEANUP_BOUND_S:
+                        continue
+                    raise GenerationLost(f"the zygote did not start the generation within {CLEANUP_BOUND_S:g} s")
+                if now < deadline:
+                    continue  # the deadline moved: the fork came later than asked (cleanup)
+                if not g.begun:
+                    job.slack_left = 0.0
+                return self._ended(job, k, self._abnormal(ev, k, g, job))
+            if kind == "ctl" and ftype == _F.BEGIN:
+                try:
+                    index, begin_ns = _F.decode_begin(payload)
+                except ValueError:
+                    index, begin_ns = -1, 0
+                if g.begun or index != k:
+                    return self._ended(job, k, self._malformed(k, g, job, "an unexpected BEGIN frame"))
+                fork_ns = z.started_ns()
+                lo = fork_ns * 1e-9 if fork_ns >= 0 else g.t_req
+                g.test_start = min(max(begin_ns * 1e-9, lo), now)
+                g.begun = True
+                if not long_source:
+                    job.slack_left = max(0.0, job.slack_left - (g.test_start - lo))
+                continue
+            if kind == "ctl" and ftype == _F.COMPILE_ERROR and not g.begun:
+                z.end_generation()  # the child exits by itself
+                try:
+                    return n, True, _text(_F.decode_text(payload))
+                except ValueError:
+                    return self._ended(job, k, self._malformed(k, g, job, "a malformed COMPILE_ERROR frame"))
+            if kind == "ctl" and ftype == _F.SETUP_ERROR:
+                self._await_exit(kill=True)
+                raise GenerationLost(_text(payload))
+            if kind == "ctl" and ftype == _F.RESULT:
+                try:
+                    rep = verdicts.Report.decode(payload)
+                except ValueError as e:
+                    return self._ended(job, k, self._malformed(k, g, job, str(e)))
+                if not g.begun or rep.index != k:
+                    why = f"a result for test {rep.index} while test {k} was running"
+                    return self._ended(job, k, self._malformed(k, g, job, why))
+                out, size, tail = z.take_output(k, s.output_limit, s.stderr_tail_bytes)
+                tr = verdicts.from_report(k, rep, out, size, tail, job.call, problem, job.rules)
                 results.append(tr)
-                t0 = time.perf_counter()
-                slack = 0.0
+                g.test_start = min(max(rep.end_ns * 1e-9, g.test_start), now)
                 k += 1
                 failed = verdicts.all_modes_failed(results)
                 # From here on the child's exit status is not needed: the zygote reaps and cleans it
-                # before it starts the next generation, and its EXIT report is skipped.
+                # before it starts the next generation, and its EXIT report is dropped by its number.
                 if k >= n:  # the child exits by itself after the last test
-                    z.detach_generation()
+                    z.end_generation()
                     return k, True, None
                 if failed and stop:
                     if sent > k:
                         z.kill_generation()
                     else:
                         z.send_end()
-                    z.detach_generation()
+                    z.end_generation()
                     return n, True, None
-                if head.get("dirty"):
-                    z.detach_generation()
+                if rep.dirty:
+                    z.end_generation()
                     return k, False, None
                 fill()
                 continue
             if kind == "ctl":
-                continue  # COMPILED of a short source, or a frame the protocol does not expect: ignore
-            tr = self._abnormal(ev, k, wall, job)
-            results.append(tr)
-            k += 1
-            failed = verdicts.all_modes_failed(results)
-            return (n if failed and stop else k), (failed and stop) or k >= n, None
+                why = f"a frame of type {ftype} the protocol does not expect here"
+                return self._ended(job, k, self._malformed(k, g, job, why))
+            if kind == "bad":
+                return self._ended(job, k, self._malformed(k, g, job, _text(payload)))
+            if not g.begun:
+                job.slack_left = 0.0
+            return self._ended(job, k, self._abnormal(ev, k, g, job))
         self._await_exit(kill=True)
         return k, True, None
 
-    def _abnormal(self, ev: tuple, k: int, wall: float, job: _Job) -> TestResult:
+    def _ended(self, job: _Job, k: int, tr: TestResult) -> tuple[int, bool, None]:
+        """The child is gone after test k (reported in tr): record it; the next child starts at k + 1."""
+        job.results.append(tr)
+        k += 1
+        failed = verdicts.all_modes_failed(job.results)
+        n = len(job.problem.tests)
+        return (n if failed and job.stop else k), (failed and job.stop) or k >= n, None
+
+    def _malformed(self, k: int, g: _Gen, job: _Job, why: str) -> TestResult:
+        """The child sent something the harness never sends: the program wrote to the judge's control
+        channel. The generation is killed and reaped (its frames are dropped from here on); test k is RE."""
+        ex = self._await_exit(kill=True)
+        tr = self._from_exit(ex, k, g, job, "exit")
+        tr.verdict, tr.message = Verdict.RE, f"the program wrote to the judge's control channel ({why})"
+        return tr
+
+    def _abnormal(self, ev: tuple, k: int, g: _Gen, job: _Job) -> TestResult:
         """The child did not report test k: it died, timed out or sent an oversized frame."""
         kind = ev[0]
         if kind == "zygote_dead":
             raise GenerationLost("the zygote died during a test")
-        if kind == "zygote" and ev[1] == Z_ERR:
-            raise GenerationLost(ev[2].decode(errors="replace"))
+        if kind == "zygote":
+            raise GenerationLost(_text(ev[2]))
         ex = ev if kind == "exit" else self._await_exit(kill=True)
-        out, _size, tail_b = self.zygote.take_output(k, self.s.output_limit, self.s.stderr_tail_bytes)
+        return self._from_exit(ex, k, g, job, kind)
+
+    def _from_exit(self, ex: tuple, k: int, g: _Gen, job: _Job, kind: str) -> TestResult:
+        try:
+            exit_report = verdicts.ExitReport.decode(ex[2])
+        except ValueError as e:
+            raise GenerationLost(f"the zygote sent a malformed EXIT report: {e}") from None
+        out, _size, tail = self.zygote.take_output(k, self.s.output_limit, self.s.stderr_tail_bytes)
         self.zygote.end_generation()
-        return verdicts.from_exit(k, kind, ex[2], out, tail_b, wall, job.call, job.problem, job.rules)
+        # the program's own time: from the start of its test (BEGIN, or the end of the test before) to
+        # the moment the zygote reaped it; unknown if it never began
+        wall = exit_report.reaped_ns * 1e-9 - g.test_start if g.begun else None
+        return verdicts.from_exit(k, kind, exit_report, out, tail, wall, job.call, job.problem, job.rules)
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "replace")
