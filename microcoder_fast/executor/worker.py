@@ -361,6 +361,8 @@ class Worker:
         ex = self._await_exit(kill=True)
         tr = self._from_exit(ex, k, g, job, "exit")
         tr.verdict, tr.message = Verdict.RE, f"the program wrote to the judge's control channel ({why})"
+        tr.verdicts = dict.fromkeys(job.rules.compare, tr.verdict)
+        tr.messages = dict.fromkeys(job.rules.compare, tr.message)
         return tr
 
     def _abnormal(self, ev: tuple, k: int, g: _Gen, job: _Job) -> TestResult:
