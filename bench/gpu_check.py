@@ -427,6 +427,53 @@ def check_hidden_path(rep: Report, dev: torch.device, sz: Sizes) -> None:
             del hh, ww
 
 
+def check_linear_grpo_loss(rep: Report, dev: torch.device, sz: Sizes) -> None:
+    """The 3-GEMM hidden-state GRPO loss at N x D x V against the same loss on materialised bf16 logits
+    (ops.fused_grpo_loss + autograd through hidden @ weight.T), and its time against three cuBLAS GEMMs."""
+    N, D, V, T = sz.n, sz.d, sz.v, 1.1
+    B = max(1, N // 1024)
+    L = N // B
+    h = randn((B, L, D), dev, 15)
+    w = randn((V, D), dev, 16, 2.0 / D**0.5)
+    g = torch.Generator().manual_seed(17)
+    target = torch.randint(0, V, (B, L), generator=g).to(dev)
+    old = (-torch.rand(B, L, generator=g) * 4 - 8).to(dev)
+    adv = torch.randn(B, generator=g).to(dev)
+    mask = (torch.rand(B, L, generator=g) > 0.1).to(dev)
+    with rep.guard("linear_grpo_loss.vs_materialised"):
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        base = torch.cuda.memory_allocated() if dev.type == "cuda" else 0
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        loss, _ = ops.linear_grpo_loss(hh, ww, target, old, adv, mask, temperature=T)
+        loss.backward()
+        peak = (torch.cuda.max_memory_allocated() - base) if dev.type == "cuda" else 0
+        hm, wm = h.clone().requires_grad_(), w.clone().requires_grad_()
+        lm, _ = ops.fused_grpo_loss(hm @ wm.T, target, old, adv, mask, temperature=T)
+        lm.backward()
+        rel = lambda a, b: float((a.float() - b.float()).abs().max() / b.float().abs().max().clamp(min=1e-30))
+        e_l = abs(float(loss.detach()) - float(lm.detach())) / max(abs(float(lm.detach())), 1e-30)
+        e_h, e_w = rel(hh.grad, hm.grad), rel(ww.grad, wm.grad)
+        rep.check("linear_grpo_loss.vs_materialised", e_l < 1e-4 and e_h < 2e-2 and e_w < 2e-2,
+                  f"vs fused_grpo_loss on materialised bf16 logits + autograd: loss rel err {e_l:.1e}, d hidden / "
+                  f"d weight max err relative to the largest entry {e_h:.1e} / {e_w:.1e}; extra memory "
+                  f"{peak / 2**30:.2f} GiB")  # fmt: skip
+        del hm, wm
+    with rep.guard("linear_grpo_loss.time_vs_3_gemms"):
+        h2 = h.view(N, D)
+        dz = randn((N, V), dev, 18)
+        floor = time_ms(lambda: _three_gemms(h2, w, dz), dev, sz.reps)
+        del dz
+
+        def step() -> None:
+            lo, _ = ops.linear_grpo_loss(hh, ww, target, old, adv, mask, temperature=T, check_target=False)
+            torch.autograd.grad(lo, (hh, ww))
+
+        ms = time_ms(step, dev, sz.reps)
+        rep.info("linear_grpo_loss.time_vs_3_gemms", f"fwd+bwd {ms:.3f} ms = {ms / floor:.2f}x three cuBLAS GEMMs "
+                                                     f"({floor:.3f} ms); target 1.3x")  # fmt: skip
+
+
 def check_recompiles(rep: Report, dev: torch.device, sz: Sizes) -> None:
     """Compiled variants over 4 token counts x 3 temperatures: a temperature never recompiles."""
     from microcoder_fast.kernels import fused_grpo_loss as fk
@@ -508,7 +555,8 @@ def run(dry: bool) -> Report:
             fn(rep, dev, sz, bw)
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-        for fn in (check_large_offsets, check_grpo_and_advantages, check_hidden_path, check_recompiles, check_peers):
+        for fn in (check_large_offsets, check_grpo_and_advantages, check_hidden_path, check_linear_grpo_loss,
+                   check_recompiles, check_peers):  # fmt: skip
             fn(rep, dev, sz)
             if dev.type == "cuda":
                 torch.cuda.empty_cache()

@@ -23,6 +23,7 @@ MUST_PASS = {
     "grpo_loss.vs_reference",
     "group_advantages.vs_reference",
     "linear_token_logprobs.frozen_weight",
+    "linear_grpo_loss.vs_materialised",
 }
 
 
@@ -39,7 +40,8 @@ def test_dry_run_passes_every_check():
     missing = MUST_PASS - {n for n, s in status.items() if s == "PASS"}
     assert not missing, (missing, checks)
     for name in ("env.copy_bandwidth", "token_logprobs.forward_bandwidth", "fused_grpo_loss.time_vs_floor",
-                 "linear_token_logprobs.N12.time", "recompiles", "peers", "total"):  # fmt: skip
+                 "linear_token_logprobs.N12.time",
+                 "linear_grpo_loss.time_vs_3_gemms", "recompiles", "peers", "total"):  # fmt: skip
         assert name in status, (name, checks)
 
 

@@ -312,10 +312,10 @@ def test_errors_are_clear():
         grpo_loss(logp, old, adv, mask, agg="mean")
     with pytest.raises(ValueError, match="advantages must be per sequence"):
         grpo_loss(logp, old, adv[:-1], mask)
-    with pytest.raises(ValueError, match=r"old_logp must have logp's shape \[B, L\]=\(4, 9\)"):
+    with pytest.raises(ValueError, match=r"old_logp must be \[B, L\]=\(4, 9\), the \[B, L\] of logp"):
         grpo_loss(logp, old[:, :-1], adv, mask)
     # a wrongly shaped mask is named as the culprit (not old_logp, which matches logp)
-    with pytest.raises(ValueError, match=r"mask must have logp's shape \[B, L\]=\(4, 9\).*got \(4, 8\)"):
+    with pytest.raises(ValueError, match=r"mask must be \[B, L\]=\(4, 9\), the \[B, L\] of logp.*got \(4, 8\)"):
         grpo_loss(logp, old, adv, mask[:, :-1])
     with pytest.raises(ValueError, match="dual_clip must be > 1"):
         grpo_loss(logp, old, adv, mask, dual_clip=0.5)

@@ -11,7 +11,15 @@ from __future__ import annotations
 from microcoder_fast.ops.fused_grpo_loss import fused_grpo_loss
 from microcoder_fast.ops.group_advantages import group_advantages
 from microcoder_fast.ops.grpo_loss import grpo_loss
+from microcoder_fast.ops.linear_grpo_loss import linear_grpo_loss
 from microcoder_fast.ops.linear_token_logprobs import linear_token_logprobs
 from microcoder_fast.ops.token_logprobs import token_logprobs
 
-__all__ = ["fused_grpo_loss", "group_advantages", "grpo_loss", "linear_token_logprobs", "token_logprobs"]
+__all__ = [
+    "fused_grpo_loss",
+    "group_advantages",
+    "grpo_loss",
+    "linear_grpo_loss",
+    "linear_token_logprobs",
+    "token_logprobs",
+]

@@ -10,6 +10,8 @@
 - ``forward_kernels(name, device, target, V, check_target)``: the forward's path (kernel module or reference)
   with the target check that path needs.
 - ``register_logprob_autograd(op, n_diff, backward)``: the autograd glue shared by the log-prob ops.
+- ``addmm_f32(acc, a, b)``: ``acc += a @ b`` into an fp32 accumulator, in place (the hidden-state ops' GEMMs).
+- ``ignored_rows(target, ignore_index)``: the rows an ignore index drops.
 """
 
 from __future__ import annotations
@@ -125,6 +127,19 @@ def check_target_range(
             f"(first bad entry at index {first}). Check that the tokenizer and the logits' vocabulary "
             f"size agree, and drop or remap padding ids (or pass them as ignore_index) before calling."
         )
+
+
+def addmm_f32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b, written in place.
+
+    bf16 / fp16 on CUDA: cuBLAS with an fp32 output (``addmm(out_dtype=float32, out=acc)``; any error, an
+    out-of-memory included, propagates). CPU tensors (the interpreter tests) are upcast first."""
+    if a.dtype == torch.float32:
+        acc.addmm_(a, b)
+    elif a.is_cuda:
+        torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+    else:
+        acc.addmm_(a.float(), b.float())
 
 
 def check_float_tensor(t: torch.Tensor, name: str) -> None:

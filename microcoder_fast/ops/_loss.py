@@ -1,6 +1,6 @@
 """The GRPO-loss bookkeeping shared by ``ops.grpo_loss`` and ``ops.fused_grpo_loss`` on every device.
 
-- ``check_loss_args``: one clear error for each argument a caller can get wrong;
+- ``check_loss_args``, ``check_loss_targets``: one clear error for each argument a caller can get wrong;
 - ``sequence_scale``: the per-sequence aggregation weights (token-mean, seq-mean-token-mean, ...);
 - ``reduce_token_rows``: the loss and the metrics vector (``METRIC_NAMES`` order) from the per-token rows that
   the Triton kernels and the CPU reference both write (pg, kl, ratio, -log-ratio, packed clip flags);
@@ -54,15 +54,15 @@ def check_loss_args(
     max_len: float | None,
 ) -> None:
     """Clear errors for every argument a caller can get wrong. ``shape`` is the [B, L] that ``shape_of`` (the
-    op's main input, e.g. ``"logp"``) fixes; every other [B, L] input is checked against it, the mask first."""
+    op's main input: ``"logp"``, ``"logits"``, ``"hidden"``) fixes; every other [B, L] input is checked against it, the mask first."""
     bl = tuple(shape)
     if tuple(mask.shape) != bl:
         raise ValueError(
-            f"{name}: mask must have {shape_of}'s shape [B, L]={bl} (1 = token in the loss), got "
+            f"{name}: mask must be [B, L]={bl}, the [B, L] of {shape_of} (1 = token in the loss), got "
             f"{tuple(mask.shape)}"
         )
     if tuple(old_logp.shape) != bl:
-        raise ValueError(f"{name}: old_logp must have {shape_of}'s shape [B, L]={bl}, got {tuple(old_logp.shape)}")
+        raise ValueError(f"{name}: old_logp must be [B, L]={bl}, the [B, L] of {shape_of}, got {tuple(old_logp.shape)}")
     if not old_logp.is_floating_point():
         raise TypeError(f"{name}: old_logp must be floating, got {old_logp.dtype}")
     if tuple(advantages.shape) not in (bl[:1], bl):
@@ -73,7 +73,7 @@ def check_loss_args(
     if not advantages.is_floating_point():
         raise TypeError(f"{name}: advantages must be floating, got {advantages.dtype}")
     if ref_logp is not None and tuple(ref_logp.shape) != bl:
-        raise ValueError(f"{name}: ref_logp must have {shape_of}'s shape [B, L]={bl}, got {tuple(ref_logp.shape)}")
+        raise ValueError(f"{name}: ref_logp must be [B, L]={bl}, the [B, L] of {shape_of}, got {tuple(ref_logp.shape)}")
     if kl_coef != 0.0 and ref_logp is None:
         raise ValueError(f"{name}: kl_coef={kl_coef} needs ref_logp (the reference policy's log-probs [B, L])")
     if not (math.isfinite(kl_coef) and kl_coef >= 0.0):
@@ -96,6 +96,17 @@ def check_loss_args(
             )
         if not max_len > 0:
             raise ValueError(f"{name}: max_len must be > 0, got {max_len!r}")
+
+
+def check_loss_targets(name: str, target: torch.Tensor, mask: torch.Tensor, V: int) -> None:
+    """A clear ValueError for a target in the mask outside [0, V) (one reduction; a host sync on CUDA)."""
+    bad = (mask != 0) & ((target < 0) | (target >= V))
+    if bool(bad.any()):
+        idx = bad.nonzero()[0].tolist()
+        raise ValueError(
+            f"{name}: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
+            f"vocabulary [0, {V}); targets of tokens in the mask must index the vocabulary (or equal ignore_index)"
+        )
 
 
 def sequence_scale(mask: torch.Tensor, agg: str, max_len: float | None) -> torch.Tensor:

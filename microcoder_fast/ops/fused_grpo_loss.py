@@ -65,7 +65,7 @@ def _define_op(name: str, inplace: bool) -> Any:
         B, L, V = logits.shape
         use_triton = _dispatch.use_triton(logits.device)
         if check_target or not use_triton:  # the CPU path gathers with the targets: always checked there
-            _check_targets(target, mask, V)
+            _loss.check_loss_targets("fused_grpo_loss", target, mask, V)
         if inplace:
             grad_buf = logits
         elif compute_grad:
@@ -253,7 +253,7 @@ def fused_grpo_loss(
     if target.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"fused_grpo_loss: target must be int32 or int64 token ids, got {target.dtype}")
     _loss.check_loss_args(
-        "fused_grpo_loss", (B, L), "logits' [B, L]", old_logp, advantages, mask, ref_logp, eps_low, eps_high,
+        "fused_grpo_loss", (B, L), "logits", old_logp, advantages, mask, ref_logp, eps_low, eps_high,
         kl_coef, agg, dual_clip, max_len,
     )  # fmt: skip
     if not (temperature > 0 and math.isfinite(temperature)):
@@ -295,13 +295,3 @@ def fused_grpo_loss(
         del out["entropy_mean"]
     return loss, out
 
-
-def _check_targets(target: torch.Tensor, mask: torch.Tensor, V: int) -> None:
-    """A clear ValueError for a target in the mask outside [0, V) (one reduction; a host sync on CUDA)."""
-    bad = (mask != 0) & ((target < 0) | (target >= V))
-    if bool(bad.any()):
-        idx = bad.nonzero()[0].tolist()
-        raise ValueError(
-            f"fused_grpo_loss: target {int(target[idx[0], idx[1]])} at position {tuple(idx)} is outside the "
-            f"vocabulary [0, {V}); targets of tokens in the mask must index the logits' last dimension (or equal ignore_index)"
-        )

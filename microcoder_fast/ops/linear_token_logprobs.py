@@ -26,19 +26,6 @@ CUDA_CHUNK_TOKENS = 8192
 CUDA_CHUNK_VOCAB = 8192
 
 
-def _addmm_f32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b, written in place.
-
-    bf16 / fp16 on CUDA: cuBLAS with an fp32 output (``addmm(out_dtype=float32, out=acc)``; any error, an
-    out-of-memory included, propagates). CPU tensors (the interpreter tests) are upcast first."""
-    if a.dtype == torch.float32:
-        acc.addmm_(a, b)
-    elif a.is_cuda:
-        torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
-    else:
-        acc.addmm_(a.float(), b.float())
-
-
 def _cuda_backward(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -86,9 +73,9 @@ def _cuda_backward(
                 dz,
             )
             if need_h:
-                _addmm_f32(grad_h[n0:n1], dz, w)
+                _dispatch.addmm_f32(grad_h[n0:n1], dz, w)
             if aw is not None:
-                _addmm_f32(aw, dz.T, h)
+                _dispatch.addmm_f32(aw, dz.T, h)
         if aw is not None:
             grad_w[v0:v1] = aw.to(weight.dtype)
     return (grad_h.to(hidden.dtype) if need_h else grad_h), grad_w
