@@ -589,12 +589,15 @@ def ray_bench(args: argparse.Namespace, rows: list[Row]) -> str:
     cap = min(c["rate"] for c in small)
     per_test = t["ray_suite"] * total_workers / n_tests
     lines.append(
-        f"\nOne node can take about **{cap:.0f} generations/s** of small problems before the driver (one Python "
-        f"thread that dispatches and collects: {min(c['cpu_ms'] for c in small):.2f}-"
-        f"{max(c['cpu_ms'] for c in small):.2f} ms of driver CPU per generation) is the bottleneck"
+        f"\nOne node can take about **{cap:.0f} generations/s** of small problems before dispatch (the driver's "
+        f"thread, {min(c['cpu_ms'] for c in small):.2f}-{max(c['cpu_ms'] for c in small):.2f} ms of its CPU per "
+        "generation, plus Ray's round trip to the actor) is the bottleneck"
         + (f"; with 1 MB problems shared by 8 generations it is {big[0]['rate']:.0f} generations/s "
            f"({big[0]['mb_per_s']:.0f} MB/s of problems put into and fetched from the object store, once per "
            "problem and node)" if big else "")
+        + f". At that CPU per generation a driver with a core to itself tops out near "
+        f"{1e3 / max(c['cpu_ms'] for c in small):.0f} generations/s; most of it is Ray's per-call path (submitting "
+        "an actor call and fetching its Result), so sending several generations per call is the way past it"
         + ". The driver's share is for the whole cluster: more nodes add judging, not dispatch"
         + ("" if args.ray_address or nodes < 2 else
            " (here every node's actor shares this host's cores with the driver, so the all-nodes row says "

@@ -213,6 +213,32 @@ def test_actor_killed_mid_batch(rex):
     assert victim in rex.actors() and rex.stats()[victim]["actors"] == 2
 
 
+def test_generation_whose_actor_dies_too_often_gets_ie(rex):
+    items, want = _sleepers(8, 0.5)
+    rex.max_losses = 1  # one actor death is already too many for the generations in flight on it
+    got, victim = [], None
+    try:
+        for r in rex.judge_iter(items):
+            got.append(r)
+            if victim is None:
+                stats = rex.stats()
+                victim = max(rex.actors(), key=lambda k: stats[k]["inflight"])
+                ray.kill(rex.actors()[victim], no_restart=True)
+    finally:
+        rex.max_losses = 3
+    assert sorted(r.index for r in got) == list(range(len(items)))
+    for r in got:
+        if r.verdict == Verdict.IE:
+            assert "died 1 time(s) (max_losses=1)" in r.message and r.total == 3
+        else:
+            assert r.verdict == want[r.index]
+    assert any(r.verdict == Verdict.IE for r in got)
+    deadline = time.monotonic() + 60
+    while victim not in rex.actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert victim in rex.actors()
+
+
 def test_stalled_actor_is_written_off(rex):
     """An actor that stops answering while Ray still reports it alive (SIGSTOP): its generations are
     overdue, so it is killed and they run elsewhere."""

@@ -19,7 +19,8 @@ and returns the same :class:`Result` objects, judged the same way:
 * an actor or node that dies (``ActorDiedError``, node removed) has its in-flight generations re-run on
   other actors: each generation's Result is delivered exactly once (a result from an actor already written
   off is ignored), and a generation whose actor died ``max_losses`` times gets IE; a node still alive gets a
-  fresh actor, and nodes that join are found every ``refresh_s`` seconds;
+  fresh actor (after 1, 2, 4, ... up to 60 s when its actors keep dying), and nodes that join are found
+  every ``refresh_s`` seconds;
 * an actor that stops answering while Ray still reports it alive (a stopped process, a network partition
   the health checks miss) is written off the same way once a generation sent to it is overdue: after
   ``stall_timeout_s``, by default 120 s + 4 x (tests + 1) x the time limit, which bounds a generation's
@@ -253,6 +254,7 @@ class RayExecutor:
         self._nodes: dict[str, _Node] = {}
         self._retired: list[_Node] = []
         self._actor_deaths: collections.Counter[str] = collections.Counter()
+        self._retry_at: dict[str, float] = {}  # node id -> no new actor there before this time (back-off)
         self._pending: collections.deque[_Job] = collections.deque()
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._problem_refs: dict[int, list] = {}  # id(problem) -> [problem, ref, jobs using it]
@@ -466,7 +468,7 @@ class RayExecutor:
                 continue
             nid = info["NodeID"]
             alive.add(nid)
-            if nid in self._nodes or self._actor_deaths[nid] > self.max_losses:
+            if nid in self._nodes or time.monotonic() < self._retry_at.get(nid, 0.0):
                 continue
             workers = self.workers_per_node or max(1, int(cpus) // self.drivers)
             actor = self._actor_cls.options(
@@ -500,12 +502,15 @@ class RayExecutor:
             return
         n.dead = True
         self._actor_deaths[n.node_id] += 1
+        # a node whose actors keep dying (say, this package is missing there) is retried ever more slowly
+        self._retry_at[n.node_id] = time.monotonic() + min(60.0, 2.0 ** (self._actor_deaths[n.node_id] - 1))
         for ref, job in list(n.inflight.items()):
             n.lost += 1
             job.losses += 1
             job.node = job.ref = None
             if job.losses >= self.max_losses:
-                self._finish(job, self._ie(job, f"the Ray actor judging it died {job.losses} times"))
+                self._finish(job, self._ie(job, f"the Ray actor judging it died {job.losses} time(s) "
+                                              f"(max_losses={self.max_losses}); the program was not judged"))
             else:
                 self._pending.appendleft(job)
         n.inflight.clear()
