@@ -477,16 +477,19 @@ def check_linear_grpo_loss(rep: Report, dev: torch.device, sz: Sizes) -> None:
 def check_recompiles(rep: Report, dev: torch.device, sz: Sizes) -> None:
     """Compiled variants over 4 token counts x 3 temperatures: a temperature never recompiles."""
     from microcoder_fast.kernels import fused_grpo_loss as fk
+    from microcoder_fast.kernels import linear_token_logprobs as lk
     from microcoder_fast.kernels import token_logprobs as tk
 
     kernels = {"token_logprobs_fwd": tk.token_logprobs_fwd_kernel, "token_logprobs_bwd": tk.token_logprobs_bwd_kernel,
-               "fused_grpo_loss": fk.fused_grpo_loss_kernel}  # fmt: skip
+               "fused_grpo_loss": fk.fused_grpo_loss_kernel, "linear_fwd": lk.linear_logprobs_fwd_kernel,
+               "linear_dlogits": lk.linear_logprobs_dlogits_kernel}  # fmt: skip
 
     def variants() -> dict[str, int]:
         return {k: sum(len(c[0]) for c in getattr(fn, "device_caches", {}).values()) for k, fn in kernels.items()}
 
     with rep.guard("recompiles"):
         V = min(sz.v, 32000)
+        w = randn((V, sz.d), dev, 19, sz.d**-0.5).requires_grad_()
         counts = []
         temp_recompiles = 0
         for n in sz.n_recompile:
@@ -499,6 +502,8 @@ def check_recompiles(rep: Report, dev: torch.device, sz: Sizes) -> None:
                 ops.token_logprobs(x, target, T).sum().backward()
                 y = logits.view(1, n, V).clone().requires_grad_()
                 ops.fused_grpo_loss(y, target.view(1, n), z, torch.ones(1, device=dev), mask, temperature=T)[0].backward()
+                hh = randn((n, sz.d), dev, n).requires_grad_()
+                ops.linear_token_logprobs(hh, w, target, T).sum().backward()
                 now = sum(variants().values())
                 if i > 0 and now != counts[-1]:
                     temp_recompiles += 1

@@ -1,8 +1,10 @@
 # ruff: noqa: ANN201  (@triton.jit functions carry no return annotations)
 """Triton kernels for token log-probs straight from hidden states: log softmax(hidden @ weight.T / T)[target].
 
-Forward (``linear_logprobs_fwd_kernel``): one program per tile of ``BLOCK_N`` tokens (grid axis 0) and
-vocabulary split (grid axis 1, a handful, so that small token counts still fill the GPU); it walks its part of
+Forward (``linear_logprobs_fwd_kernel``): one program per tile of ``BLOCK_N`` tokens and vocabulary split of
+4096 columns (38 at V = 151,936, so that 512 tokens already make 304 programs), on a 1-D grid in grouped order
+(``_grouped_tile``: the programs running together share hidden and weight tiles in L2); ``N`` is not
+specialised (one compiled variant for every token count; no autotuner); it walks its part of
 the vocabulary in tiles of ``BLOCK_V``, computes each [BLOCK_N, BLOCK_V] logits tile with ``tl.dot`` over the
 hidden dimension (fp32 accumulation), and folds it into a running row max / sum (and entropy sum) -- the
 [tokens, vocab] logits never exist, not even in a workspace. The per-split row statistics ([splits, N]) are
@@ -12,6 +14,9 @@ Backward: ``linear_logprobs_dlogits_kernel`` recomputes one logits tile per prog
 writes d(loss)/d(logits) for a [chunk_tokens, chunk_vocab] slice into a fixed workspace; the two gradient
 GEMMs (d hidden += dz @ W_v, d W_v += dz.T @ h) run on the workspace with the vendor BLAS in the op layer,
 accumulated in fp32 in a fixed order (deterministic, no atomics).
+
+Four GEMMs in all (forward, the backward's recompute, two gradient GEMMs): the upstream gradient of a log-prob
+is unknown in the forward. When the loss is the GRPO loss it is known, and ``ops.linear_grpo_loss`` needs three.
 
 The temperature is a runtime float; the row (token) results do not depend on other tokens.
 """
@@ -48,6 +53,19 @@ def _logits_tile(h_ptr, w_ptr, rows, cols, N, V, D, stride_hn, stride_wv, BLOCK_
 
 
 @triton.jit
+def _grouped_tile(pid, n_tiles, n_splits, GROUP_N: tl.constexpr):
+    """(token tile, vocabulary split) of program ``pid`` in grouped order: GROUP_N consecutive token tiles take
+    every split before the next group starts, so the programs running together share GROUP_N hidden tiles and
+    one weight tile per split in L2 (token-tile-major order would stream all N hidden rows through L2 per
+    split)."""
+    per_group = GROUP_N * n_splits
+    first = (pid // per_group) * GROUP_N
+    size = tl.minimum(n_tiles - first, GROUP_N)
+    local = pid % per_group
+    return first + local % size, local // size
+
+
+@triton.jit(do_not_specialize=["N"])
 def linear_logprobs_fwd_kernel(
     h_ptr,
     w_ptr,
@@ -63,20 +81,23 @@ def linear_logprobs_fwd_kernel(
     stride_hn,
     stride_wv,
     inv_temperature,
+    n_tiles,
+    n_splits,
     COMPUTE_ENTROPY: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_V: tl.constexpr,
     BLOCK_D: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
+    GROUP_N: tl.constexpr,
 ):
-    """Partial row statistics of one token tile (grid axis 0) over one vocabulary split (grid axis 1).
+    """Partial row statistics of one token tile over one vocabulary split (a 1-D grid in grouped order).
 
     Writes, per row and split, the running max ``m``, ``s = sum exp(z - m)``, ``t = sum exp(z - m) (z - m)``
     and the target's scaled logit (0 when the target is outside the split) to [splits, N] buffers; the op
     layer merges the splits (``merge_splits``) in a fixed order -- no atomics.
     """
-    rows = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    split = tl.program_id(1)
+    tile, split = _grouped_tile(tl.program_id(0), n_tiles, n_splits, GROUP_N)
+    rows = tile.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
     v_start = split.to(tl.int64) * v_per_split
     v_end = tl.minimum(v_start + v_per_split, V)
     rmask = rows < N
@@ -124,7 +145,7 @@ def merge_splits(
     return logp, lse, ent
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows"])
 def linear_logprobs_dlogits_kernel(
     h_ptr,
     w_ptr,
@@ -187,10 +208,14 @@ def _blocks(D: int, interpret: bool) -> tuple[int, int, int]:
     return 64, 128, min(64, max(16, triton.next_power_of_2(D)))
 
 
+GROUP_N = 8  # token tiles per group of the grouped program order
+
+
 def default_split_width(device: torch.device) -> int:
     """Vocabulary columns per split. A constant (never a function of the token count), so a token's result does
-    not depend on the batch it is in; 16384 gives 10 splits at V = 151,936, filling an H100 from 1k tokens."""
-    return 16384 if device.type == "cuda" else 96
+    not depend on the batch it is in. 4096 gives 38 splits at V = 151,936: N = 512 tokens (8 tiles of 64) make
+    304 programs, over twice the 132 SMs of an H100 / H200 (16384 gave 80)."""
+    return 4096 if device.type == "cuda" else 96
 
 
 def linear_token_logprobs_fwd(
@@ -217,11 +242,11 @@ def linear_token_logprobs_fwd(
     n_splits = triton.cdiv(V, v_per_split)
     part = torch.empty(4, n_splits, N, device=dev, dtype=torch.float32)
     m, s, t, z_t = part.unbind(0)
-    linear_logprobs_fwd_kernel[(n_tiles, n_splits)](
+    linear_logprobs_fwd_kernel[(n_tiles * n_splits,)](
         hidden, weight, target, m, s, t, z_t,
-        N, V, D, v_per_split, hidden.stride(0), weight.stride(0), float(inv_temperature),
+        N, V, D, v_per_split, hidden.stride(0), weight.stride(0), float(inv_temperature), n_tiles, n_splits,
         COMPUTE_ENTROPY=compute_entropy, BLOCK_N=bn, BLOCK_V=bv, BLOCK_D=bd,
-        DOT_PRECISION=_dot_precision(hidden),
+        DOT_PRECISION=_dot_precision(hidden), GROUP_N=GROUP_N,
         num_warps=8 if bn * bv >= 8192 else 4,
     )
     logp, lse, ent = merge_splits(m, s, t if compute_entropy else None, z_t, target, V)

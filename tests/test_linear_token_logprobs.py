@@ -108,6 +108,17 @@ def test_kernel_backward_chunking_and_batch_invariance(kdev):
         assert torch.equal(alone, logp[r : r + 1])
 
 
+def test_kernel_grouped_order_covers_every_tile_and_split(kdev):
+    """More token tiles than one group (GROUP_N) and a last, partial group: every (tile, split) pair runs once."""
+    from microcoder_fast.kernels.linear_token_logprobs import GROUP_N, linear_token_logprobs_fwd
+
+    N, D, V, T = 16 * (GROUP_N + 2) + 5, 32, 64, 0.9  # 16-token tiles under the interpreter
+    h, w, t = make(N, D, V, torch.float32, seed=11)
+    logp, _, ent = linear_token_logprobs_fwd(h.to(kdev), w.to(kdev), t.to(kdev), 1 / T, True, split_width=16)
+    want_lp, want_ent = linear_token_logprobs_naive(h, w, t, T, True)
+    assert (logp.cpu().double() - want_lp).abs().max() < 1e-5 and (ent.cpu().double() - want_ent).abs().max() < 1e-4
+
+
 def test_kernel_frozen_weight_pays_no_weight_gemm(kdev, monkeypatch):
     """needs_input_grad: a frozen lm_head gets no d weight and no [V, D] GEMM runs (spied); d hidden is right."""
     calls = []
