@@ -30,8 +30,9 @@ def test_embedded_preset_unless_named_with_or_without_a_file(tmp_path):
     f.write_text("model: some/model\n")
     with pytest.raises(ConfigError, match="model set but no preset named: add preset=none"):
         load_config(f, {})
+    (tmp_path / "x.jsonl").write_text("")
     with pytest.raises(ConfigError, match="train_data set but no preset named"):
-        load_config(None, {"train_data": "x.jsonl"})
+        load_config(None, {"train_data": str(tmp_path / "x.jsonl")})
     assert load_config(f, {"preset": "none"}).model == "some/model"
 
 

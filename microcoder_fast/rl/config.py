@@ -375,6 +375,10 @@ def resolve_config(config_file: str | os.PathLike[str] | None = None,
     if named is None:
         own = [k for k in _NEEDS_PRESET
                if str({**file_values, **overrides}.get(k, PRESETS["embedded"][k])) != str(PRESETS["embedded"][k])]
+        for key in ("train_data", "eval_data"):  # a missing data file is the first thing to fix
+            spec = overrides.get(key, file_values.get(key))
+            if own and spec is not None and (err := _missing_data(key, str(spec))) is not None:
+                raise err
         if own:
             raise ConfigError(
                 f"{' and '.join(own)} set but no preset named: add preset=none for the paper's sizes (64 prompts x 8, "
@@ -489,15 +493,20 @@ def data_file(spec: str) -> Path | None:
     return Path(spec)
 
 
+def _missing_data(key: str, spec: str) -> ConfigError | None:
+    f = data_file(spec)
+    if f is None or f.is_file():
+        return None
+    return ConfigError(f"{key}={spec!r}: no such file {str(f)!r}; give an existing problem file, "
+                       "lcb:PATH[:RELEASE] or embedded")
+
+
 def check_inputs(cfg: TrainConfig) -> None:
     """Raise `ConfigError` (one line naming the key and the fix) when a file the run needs is missing; run
     before anything is created, so a mistyped path leaves no run directory behind."""
     for key in ("train_data", "eval_data"):
-        spec = getattr(cfg, key)
-        f = data_file(spec)
-        if f is not None and not f.is_file():
-            raise ConfigError(f"{key}={spec!r}: no such file {str(f)!r}; give an existing problem file, "
-                              "lcb:PATH[:RELEASE] or embedded")
+        if (err := _missing_data(key, getattr(cfg, key))) is not None:
+            raise err
     if cfg.resume not in ("none", "auto"):
         if cfg.resume.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
             raise ConfigError(f"resume={cfg.resume!r}: resume takes none, auto (continue the latest run) or a "
