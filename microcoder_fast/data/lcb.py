@@ -5,7 +5,10 @@ A row (one JSON object per line) holds ``question_id``, ``question_title``, ``qu
 ``difficulty`` (easy / medium / hard), ``public_test_cases`` (a JSON string: a list of
 ``{"input", "output", "testtype"}``), ``private_test_cases`` (the same list either as plain JSON or as
 base64 → zlib → pickle → JSON) and ``metadata`` (a JSON string; ``func_name`` names the function of
-functional problems).
+functional problems). An optional ``checker`` field (not in LiveCodeBench's own rows; our extension for
+problems with more than one right answer) holds a special judge: Python source defining
+``check(input, output, expected)`` that returns True, False or a reason string, run in the sandbox
+instead of the output comparison (``microcoder_fast/executor/checker.py``).
 
 Private tests are unpickled by `_StrOnlyUnpickler`, which resolves no global at all: a pickle can only
 build a string, and one that reaches for a callable (``os.system`` via ``__reduce__``, ...) raises
@@ -217,6 +220,10 @@ def parse_lcb_row(row: dict[str, Any], where: str = "row") -> CodeProblem:
         fn_name = None
     if not public and not private:
         raise ValueError(f"{label}: no tests at all; a problem without tests cannot be judged")
+    checker = row.get("checker") or None
+    if checker is not None and not isinstance(checker, str):
+        raise ValueError(f"{label}: checker must be Python source (a string) defining check(input, output, "
+                         f"expected), got {type(checker).__name__}")
     metadata.setdefault("question_title", row.get("question_title", ""))
     if row.get("contest_id") is not None:
         metadata.setdefault("contest_id", row.get("contest_id"))
@@ -233,6 +240,7 @@ def parse_lcb_row(row: dict[str, Any], where: str = "row") -> CodeProblem:
         contest_date=contest_date,
         solution=None,
         metadata=metadata,
+        checker=checker,
     )
 
 

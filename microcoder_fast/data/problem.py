@@ -69,6 +69,9 @@ class CodeProblem:
     contest_date: _dt.date | None = None
     solution: str | None = None
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: a special judge (Python source defining ``check(input, output, expected)``; see
+    #: ``microcoder_fast/executor/checker.py``) for problems with more than one right answer, else None
+    checker: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -113,8 +116,7 @@ class CodeProblem:
         tests = self.tests(max_tests)
         if not tests:
             raise ValueError(f"problem {self.id!r} has no tests; it cannot be judged (drop it or add tests)")
-        kwargs: dict[str, Any] = {"tests": tests,
-                                  "fn_name": self.fn_name, "id": self.id}
+        kwargs: dict[str, Any] = {"tests": tests, "fn_name": self.fn_name, "id": self.id, "checker": self.checker}
         if time_limit_s is not None:
             kwargs["time_limit_s"] = time_limit_s
         return Problem(**kwargs)

@@ -62,7 +62,9 @@ def _as_test(t: object, i: int) -> TestCase:
 @dataclass
 class Problem:
     """Tests plus how to run them. ``fn_name`` None = stdin mode, else call mode (LeetCode style).
-    ``time_limit_s``, ``abs_tol`` and ``rel_tol`` override the executor's defaults for this problem."""
+    ``time_limit_s``, ``abs_tol`` and ``rel_tol`` override the executor's defaults for this problem.
+    ``checker``: Python source of a special judge, ``check(input, output, expected)`` returning True,
+    False or a reason, run in the sandbox instead of the output comparison (see ``executor/checker.py``)."""
 
     tests: Sequence[TestCase]
     fn_name: str | None = None
@@ -70,6 +72,7 @@ class Problem:
     abs_tol: float | None = None
     rel_tol: float | None = None
     id: str | None = None
+    checker: str | None = None
     _inputs: list[bytes] = field(default=None, init=False, repr=False, compare=False)  # type: ignore[assignment]
     _input_error: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -85,6 +88,15 @@ class Problem:
             v = getattr(self, name)
             if v is not None and not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"Problem.{name} must be a finite number >= 0, got {v!r}")
+        if self.checker is not None:
+            if not isinstance(self.checker, str):
+                raise TypeError("Problem.checker must be Python source (str) defining check(input, output, "
+                                f"expected), got {type(self.checker).__name__}")
+            try:
+                compile(self.checker, "<checker>", "exec")
+            except (SyntaxError, ValueError) as e:
+                raise ValueError(f"Problem.checker does not compile ({e}); it must define check(input, output, "
+                                 "expected) returning True, False or a reason string") from None
         self._prepare()
 
     def _prepare(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from microcoder_fast import _C
@@ -31,6 +32,8 @@ class Rules:
     time_limit_s: float
     output_limit: int
     memory_limit_mb: float
+    #: runs the problem's checker on test k's output text: (k, text) -> (verdict, message); None: compare
+    checker: Callable[[int, str], tuple[Verdict, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ def compare_output(k: int, out: bytes, value: bytes, call: bool, problem: Proble
     every compare mode of ``rules`` (the output is read once; each mode compares it). An output or value
     the comparison cannot take is the program's fault (WA); an expected output it cannot take is the
     problem's (IE in every mode)."""
+    if rules.checker is not None:  # a special judge decides, the same in every mode
+        text = value.decode("utf-8", "replace") if call else out.decode("utf-8", "surrogateescape")
+        return dict.fromkeys(rules.compare, rules.checker(k, text))
     expected = problem.tests[k].output
     explain = _compare.explain_call_modes if call else _compare.explain_stdout_modes
     try:

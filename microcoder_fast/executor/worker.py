@@ -8,6 +8,7 @@ Executor (api.py) nor ``threading`` (the Executor's threads drive it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from microcoder_fast import _C
-from microcoder_fast.executor import verdicts
+from microcoder_fast.executor import checker, verdicts
 from microcoder_fast.executor._zygote import SCRUBBED_ENV
 from microcoder_fast.executor.types import Problem, Result, TestResult, Verdict
 
@@ -93,6 +94,7 @@ class Worker:
         self.layers: dict = {}
         self.restarts = 0
         self._cgroup_dirs: dict[int, list[str]] = {}  # zygote pid -> its cgroup dirs (removed on drop)
+        self._checker_worker: Worker | None = None  # started on the first problem with a checker
 
     # --- zygote life cycle ------------------------------------------------------------------------------
     def ensure(self, numpy: bool = False) -> None:
@@ -148,6 +150,8 @@ class Worker:
         self.restarts += 1
 
     def close(self) -> None:
+        if self._checker_worker is not None:
+            self._checker_worker.close()
         for z in self.zygotes.values():
             self._close_zygote(z, 1.0)
         self.zygotes.clear()
@@ -180,6 +184,7 @@ class Worker:
             time_limit_s=problem.time_limit_s or s.time_limit_s,
             output_limit=s.output_limit,
             memory_limit_mb=s.memory_limit_mb,
+            checker=None if problem.checker is None else (lambda k, text: self._check(problem, k, text)),
         )
         job = _Job(source, problem, rules, problem.fn_name is not None, stop, [])
         k = 0
@@ -205,6 +210,17 @@ class Worker:
             if finished:
                 break
         return verdicts.generation_result(job.results, n, s.compare, stop)
+
+    def _check(self, problem: Problem, k: int, output: str) -> tuple[Verdict, str]:
+        """Run the problem's checker on test k's output, in a worker of its own (see checker.py)."""
+        why = checker.too_long(output, problem, k)
+        if why is not None:
+            return Verdict.WA, why
+        if self._checker_worker is None:
+            self._checker_worker = Worker(dataclasses.replace(self.s, compare=("default",)), self.index)
+        tl = problem.time_limit_s or self.s.time_limit_s
+        res = self._checker_worker.judge(problem.checker, checker.checker_problem(problem, k, output, tl), True)
+        return checker.verdict(res, k)
 
     def _wait(self, timeout: float) -> tuple:
         return self.zygote.wait_event(max(timeout, 0.0), self.s.output_limit + (1 << 20))

@@ -33,8 +33,14 @@ from decimal import Decimal
 from fractions import Fraction
 from itertools import zip_longest
 
+from microcoder_fast.executor.compare._common import (
+    TokenStream,
+    line_spans,
+    rstrip_end,
+    short_span,
+    token_chunks,
+)
 from microcoder_fast.executor.compare._common import close as _close
-from microcoder_fast.executor.compare._common import TokenStream, line_spans, rstrip_end, short_span, token_chunks
 from microcoder_fast.executor.compare._common import short as _short
 from microcoder_fast.executor.compare.codec import NDArray
 

@@ -25,7 +25,6 @@ from itertools import zip_longest
 from microcoder_fast.executor.compare._common import line_spans, lstrip_start, rstrip_end, short_span, tokens
 from microcoder_fast.executor.compare._common import short as _short
 
-
 _TOKEN_RE = re.compile(r"\S+")  # str.split()'s tokens: re's \s is str.isspace(), the set split() uses
 _SPACE_RE = re.compile(r"\s")
 

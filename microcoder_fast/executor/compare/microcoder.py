@@ -34,13 +34,12 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from itertools import chain, zip_longest
 
-from microcoder_fast.executor.compare._common import close as _close
 from microcoder_fast.executor.compare import _common
+from microcoder_fast.executor.compare._common import close as _close
 from microcoder_fast.executor.compare._common import line_spans, token_chunks, tokens
 from microcoder_fast.executor.compare._common import short as _short
 from microcoder_fast.executor.compare.codec import NDArray
 from microcoder_fast.executor.compare.default import explain_stdout as _explain_default_stdout
-
 
 _TOKEN_RE = re.compile(r"\S+")  # str.split()'s tokens: re's \s is str.isspace(), the set split() uses
 _SPACE_RE = re.compile(r"\s")
