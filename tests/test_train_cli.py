@@ -39,9 +39,10 @@ def test_help_config_shows_meaning_values_default_and_the_no_argument_preset(cap
     code, cap = _exit_code(["--help-config"], capsys)
     assert code == 0
     lines = {ln.split()[0]: ln for ln in cap.out.splitlines() if ln.startswith("  ") and "(" in ln}
+    helps = key_help()
     for f in dataclasses.fields(TrainConfig):
         assert f.name in lines, f.name
-        assert key_help()[f.name] and lines[f.name].endswith(key_help()[f.name])
+        assert helps[f.name] and lines[f.name].endswith(helps[f.name])
     assert "= 64 [no-argument run: 16]" in lines["train_batch_size"]
     assert "one of constant, cosine" in lines["lr_schedule"]
     assert "auto: the latest checkpoint" in lines["resume"]
