@@ -6,8 +6,8 @@ and returns the same :class:`Result` objects, judged the same way:
 
 * every node of the cluster (optionally only nodes that advertise a custom resource, ``resource="judge"``)
   runs one long-lived actor that owns a local ``Executor`` with ``workers_per_node`` workers (default: the
-  node's CPU count as Ray reports it, divided by ``drivers``) and the given executor options. The actor takes ``num_cpus=0``: the
-  sandboxed programs run in that Executor's zygotes, not in Ray tasks;
+  node's CPU count as Ray reports it, divided by ``drivers``) and the given executor options. The actor
+  takes ``num_cpus=0``: the sandboxed programs run in that Executor's zygotes, not in Ray tasks;
 * the driver sends a generation to the node with the largest share of free slots, at most ``workers +
   prefetch`` generations per node at a time (back-pressure: the rest wait on the driver, so a node that
   joins later, or a fast one, gets them); each distinct Problem is put in the object store once per batch
