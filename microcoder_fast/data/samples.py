@@ -205,10 +205,13 @@ class ResultStore:
         ``problem_hash`` is the fingerprint of the sample's problem (``None`` when it has none)."""
         if row is None:
             return "new"
+        verdicts = row.get("verdicts", {})
+        missing = [m for m in self.modes if m not in verdicts]
+        no_mode = f"not judged in compare mode {', '.join(missing)}"
         if row.get("status") == "error" and not row.get("unknown_problem") and row.get("problem_id") is None:
-            return None  # a row that cannot be read has no problem and no verdict to go stale
+            return no_mode if missing else None  # an unreadable row has no problem and no verdict to go stale
         if row.get("unknown_problem"):
-            return None if not known_problem else "its problem id is in the problem set now"
+            return "its problem id is in the problem set now" if known_problem else (no_mode if missing else None)
         if not known_problem:
             return "its problem id is not in the problem set now"
         old = row.get("settings")
@@ -219,10 +222,8 @@ class ResultStore:
             return "settings changed: " + ", ".join(diff)
         if row.get("problem_hash") != problem_hash:
             return "its problem changed (tests, entry point or statement)"
-        verdicts = row.get("verdicts", {})
-        missing = [m for m in self.modes if m not in verdicts]
-        if missing and row.get("status") == "judged":
-            return f"not judged in compare mode {', '.join(missing)}"
+        if missing:
+            return no_mode
         if any(verdicts.get(m) == "IE" for m in self.modes):
             return "an internal judge error (IE) is retried"
         return None
