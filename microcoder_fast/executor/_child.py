@@ -44,6 +44,15 @@ def _text(s: str) -> bytes:
     return s.encode("utf-8", "backslashreplace")
 
 
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None and not getattr(stream, "closed", False):
+                stream.flush()
+        except BaseException:
+            pass
+
+
 def _exit_code(e: SystemExit) -> int:
     code = e.code
     if code is None:
@@ -182,12 +191,11 @@ class Harness:
             except BaseException:
                 pass
             atexit._clear()
-        for stream in (sys.stdout, sys.__stdout__, sys.stderr, sys.__stderr__):
-            try:
-                if stream is not None and not getattr(stream, "closed", False):
-                    stream.flush()
-            except BaseException:
-                pass
+        _flush_std_streams()
+        # then the program's module goes (as at interpreter shutdown, after the flush its objects may
+        # still need); what its finalizers print is flushed too
+        self._drop_program_module()
+        _flush_std_streams()
         return status
 
     def _dirty(self) -> bool:
@@ -239,6 +247,20 @@ class Harness:
         if dirty:
             os._exit(0)
 
+    def _drop_program_module(self) -> None:
+        """What interpreter shutdown does to __main__: its globals go, and with them the program's objects
+        (a file it opened on fd 0 is closed now, inside this test, where _dirty() sees it, not under the
+        next test's descriptors)."""
+        g, self._globals = self._globals, None
+        if g is not None:
+            sys.modules.pop(g.get("__name__"), None)
+            try:
+                g.clear()
+            except BaseException:
+                pass
+
+    _globals: dict | None = None
+
     def _fresh_module(self, name: str, builtins_ns: object) -> dict:
         mod = types.ModuleType(name)
         g = mod.__dict__
@@ -247,6 +269,7 @@ class Harness:
         g["__file__"] = SOURCE_NAME
         g["__cached__"] = None
         sys.modules[name] = mod
+        self._globals = g
         return g
 
     def _run_stdin(self) -> int | tuple[int, str]:
