@@ -33,8 +33,11 @@ if "--dry" in sys.argv and os.environ.get("TRITON_INTERPRET") != "1":
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(1, HERE)  # bench/_common.py
 
 import torch  # noqa: E402
+from _common import time_cuda  # noqa: E402
+from _common import time_ms as wall_ms  # noqa: E402
 
 from microcoder_fast import ops  # noqa: E402
 from microcoder_fast.ops import _dispatch  # noqa: E402
@@ -96,24 +99,8 @@ def sync(dev: torch.device) -> None:
 
 
 def time_ms(fn: Callable[[], object], dev: torch.device, reps: int) -> float:
-    """Median milliseconds of ``fn`` after one warm-up call (CUDA events on the GPU)."""
-    fn()
-    sync(dev)
-    times = []
-    for _ in range(reps):
-        if dev.type == "cuda":
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize()
-            times.append(s.elapsed_time(e))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - t0))
-    times.sort()
-    return times[len(times) // 2]
+    """Median milliseconds of ``fn`` (CUDA events on the GPU, wall clock on the CPU)."""
+    return time_cuda(fn, reps) if dev.type == "cuda" else wall_ms(fn, reps)
 
 
 def ulps(got: torch.Tensor, want: torch.Tensor) -> float:

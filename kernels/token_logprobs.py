@@ -166,6 +166,17 @@ def stats_logp(x_t, M, S, inv_temperature):
 
 
 @triton.jit
+def _grad_tile(x, c, k, a, b, HAS_ENT_GRAD: tl.constexpr):
+    """``p · (a + b·d)`` with ``d = x·k - c`` (log2 of the probability), ``p = 2 ** d`` (fp32)."""
+    d = x * k - c
+    if HAS_ENT_GRAD:
+        d = tl.maximum(d, D_FLOOR)
+        return exp2_ftz(d) * (a + b * d)
+    else:
+        return exp2_ftz(d) * a
+
+
+@triton.jit
 def row_grad_store(row_ptr, grow_ptr, V, local_t, x_t, c, k, a, b, g_t, BLOCK_V: tl.constexpr,
                    HAS_ENT_GRAD: tl.constexpr):  # fmt: skip
     """Write ``p_j · (a + b·d_j)`` with ``d_j = x_j·k - c``, ``p_j = 2 ** d_j`` to every column (``b`` only when
@@ -175,31 +186,15 @@ def row_grad_store(row_ptr, grow_ptr, V, local_t, x_t, c, k, a, b, g_t, BLOCK_V:
     v_full = V - V % BLOCK_V
     for v0 in range(0, v_full, BLOCK_V):
         x = tl.load(row_ptr + v0 + offs).to(tl.float32)
-        d = x * k - c
-        if HAS_ENT_GRAD:
-            d = tl.maximum(d, D_FLOOR)
-            grad = exp2_ftz(d) * (a + b * d)
-        else:
-            grad = exp2_ftz(d) * a
-        tl.store(grow_ptr + v0 + offs, grad.to(grow_ptr.dtype.element_ty))
+        tl.store(grow_ptr + v0 + offs, _grad_tile(x, c, k, a, b, HAS_ENT_GRAD).to(grow_ptr.dtype.element_ty))
     if v_full < V:
         cols = v_full + offs
         cmask = cols < V
         x = tl.load(row_ptr + cols, mask=cmask, other=float("-inf")).to(tl.float32)
-        d = x * k - c
-        if HAS_ENT_GRAD:
-            d = tl.maximum(d, D_FLOOR)
-            grad = exp2_ftz(d) * (a + b * d)
-        else:
-            grad = exp2_ftz(d) * a
+        grad = _grad_tile(x, c, k, a, b, HAS_ENT_GRAD)
         tl.store(grow_ptr + cols, grad.to(grow_ptr.dtype.element_ty), mask=cmask)
     if (local_t >= 0) & (local_t < V):
-        d_t = x_t * k - c
-        if HAS_ENT_GRAD:
-            d_t = tl.maximum(d_t, D_FLOOR)
-            grad_t = tl.exp2(d_t) * (a + b * d_t) + g_t
-        else:
-            grad_t = tl.exp2(d_t) * a + g_t
+        grad_t = _grad_tile(x_t, c, k, a, b, HAS_ENT_GRAD) + g_t
         tl.debug_barrier()  # every thread's store of this column above is done before it is overwritten
         tl.store(grow_ptr + local_t, grad_t.to(grow_ptr.dtype.element_ty))
 
