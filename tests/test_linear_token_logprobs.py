@@ -141,6 +141,25 @@ def test_kernel_frozen_weight_pays_no_weight_gemm(kdev, monkeypatch):
             assert weight_gemms and grad_close(ww.grad.cpu(), ref_gw, torch.float32)
 
 
+def test_kernel_ignore_index(kdev):
+    """A -100 target: log-prob 0, entropy 0, no gradient from its row; the other rows are as without it."""
+    N, D, V, T = 10, 32, 70, 1.1
+    h, w, t = make(N, D, V, torch.float32, seed=12)
+    t[[2, 7]] = -100
+    keep = t != -100
+    hh, ww = h.clone().to(kdev).requires_grad_(), w.clone().to(kdev).requires_grad_()
+    logp, ent = linear_token_logprobs(hh, ww, t.to(kdev), T, return_entropy=True)
+    g = torch.randn(N, generator=torch.Generator().manual_seed(13))
+    ((logp * g.to(kdev)).sum() + ent.sum()).backward()
+    assert torch.equal(logp[~keep].cpu(), torch.zeros(2)) and torch.equal(ent[~keep].cpu(), torch.zeros(2))
+    assert torch.count_nonzero(hh.grad[~keep]) == 0
+    ref_lp, ref_ent, ref_gh, ref_gw = reference(h[keep], w, t[keep], T, g[keep], torch.ones(int(keep.sum())))
+    assert (logp[keep].cpu().double() - ref_lp).abs().max() < 1e-5
+    assert grad_close(hh.grad[keep].cpu(), ref_gh, torch.float32) and grad_close(ww.grad.cpu(), ref_gw, torch.float32)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        linear_token_logprobs(hh, ww, t.to(kdev), T, ignore_index=None)
+
+
 def test_kernel_leading_dims_empty_and_errors(kdev):
     h, w, t = make(12, 32, 70, torch.bfloat16, seed=5)
     h3, t3 = h.view(3, 4, 32).to(kdev), t.view(3, 4).to(kdev).int()

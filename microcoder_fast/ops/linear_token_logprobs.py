@@ -165,6 +165,7 @@ def linear_token_logprobs(
     return_entropy: bool = False,
     *,
     check_target: bool = True,
+    ignore_index: int | None = -100,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``log softmax(hidden @ weight.T / temperature)[target]`` in fp32, never materialising [N, V].
 
@@ -175,6 +176,8 @@ def linear_token_logprobs(
         temperature: runtime scalar > 0.
         return_entropy: also return the entropy of the softmax per token.
         check_target: verify targets are in [0, V) (ValueError otherwise; one reduction and a sync on CUDA).
+        ignore_index: a row whose target equals it gets log-prob 0, entropy 0 and no gradient (as
+            ``ops.token_logprobs``; its logits are still computed inside the GEMMs). ``None``: no ignore index.
 
     Returns:
         logp [...] fp32 (``<= 0``), or ``(logp, entropy)``. Differentiable w.r.t. hidden and weight.
@@ -207,9 +210,16 @@ def linear_token_logprobs(
     if h2.shape[-1] > 1 and h2.stride(-1) != 1:
         h2 = h2.contiguous()
     w = weight if weight.stride(-1) == 1 or weight.shape[1] <= 1 else weight.contiguous()
+    flat_target = target.reshape(-1)
+    ignored = _dispatch.ignored_rows(flat_target, ignore_index)
+    if ignored is not None:  # their rows get 0 (and so no gradient); the GEMMs still include them
+        flat_target = flat_target.masked_fill(ignored, 0)
     logp, _lse, ent = torch.ops.microcoder_fast.linear_token_logprobs_fwd(
-        h2, w, target.reshape(-1).contiguous(), t, bool(return_entropy), bool(check_target)
+        h2, w, flat_target.contiguous(), t, bool(return_entropy), bool(check_target)
     )
+    if ignored is not None:
+        logp = torch.where(ignored, 0.0, logp)
+        ent = torch.where(ignored, 0.0, ent) if return_entropy else ent
     if return_entropy:
         return logp.view(lead), ent.view(lead)
     return logp.view(lead)
