@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,17 @@ WRONG = "```python\nprint(0)\n```"
 def test_import_registers_loss_and_estimator():
     assert core_algos.get_policy_loss_fn("microcoder") is mv.compute_policy_loss_microcoder
     assert core_algos.get_adv_estimator_fn("microcoder_grpo") is mv.compute_microcoder_grpo_advantage
+
+
+def test_verl_imports_the_module_in_a_fresh_process_through_its_env_hook():
+    """The mechanism the README documents: `import verl` imports VERL_USE_EXTERNAL_MODULES, so every process
+    verl starts (driver, workers) has the loss and the estimator registered."""
+    code = ("import verl\nfrom verl.trainer.ppo import core_algos as c\n"
+            "print(c.get_policy_loss_fn('microcoder').__module__, c.get_adv_estimator_fn('microcoder_grpo').__module__)")
+    env = dict(os.environ, VERL_USE_EXTERNAL_MODULES="microcoder_fast.integrations.verl")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["microcoder_fast.integrations.verl"] * 2
 
 
 def _batch(seed=0, b=6, length=7):

@@ -83,7 +83,7 @@ class BatchJudge:
                           "compare": compare, "max_tests": max_tests}
         self._executor = executor
         self._judge: RewardJudge | None = None
-        self._cache: OrderedDict[tuple[str, str], CodeProblem] = OrderedDict()
+        self._cache: OrderedDict[tuple, CodeProblem] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()  # verl's per-sample reward managers call from several threads
 
@@ -97,7 +97,9 @@ class BatchJudge:
 
     def problem(self, value: Any, row: Mapping[str, Any] | None = None, fmt: str | None = None) -> CodeProblem:
         fmt = fmt or self.tests_format
-        key = (fmt, _key(value) if not isinstance(value, CodeProblem) else value.id)
+        key: tuple = (fmt, _key(value) if not isinstance(value, CodeProblem) else value.id)
+        if fmt == "lcb" and row:  # LiveCodeBench's public tests and function name live in other columns
+            key += (_key(row.get("public_test_cases")), _key(row.get("metadata")))
         with self._lock:
             got = self._cache.get(key)
             if got is not None:
