@@ -29,6 +29,9 @@ ARGS = {"engine": "hf", "tiny_hidden_size": 64, "tiny_num_layers": 2, "tiny_num_
         "sft_batch_size": 4, "eval_before": False, "eval_every": 0, "eval_max_problems": 2, "eval_samples": 1,
         "progress": False, "lr": 1e-2, "grad_clip": 0.05, "judge_workers": 1, "log_completions": 1, "threads": 1,
         "temperature": 1.2, "warmup_steps": 0}  # the replay below applies full-lr updates (no scheduler)
+# the fixed-batch SGD step under FSDP2, against one process on the `logits` oracle path
+SGD_CASES = [("token-mean", "logits"), ("seq-mean-token-mean", "logits"), ("token-mean", "hidden"),
+             ("seq-mean-token-mean", "hidden")]
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -86,6 +89,7 @@ def _worker(out_dir: str) -> None:
 
     import microcoder_fast.rl.trainer as tr
     from microcoder_fast.rl.config import load_config
+    from microcoder_fast.rl.policy import loss_path_of, set_loss_path
 
     out = Path(out_dir)
     rank = int(os.environ["RANK"])
@@ -114,9 +118,11 @@ def _worker(out_dir: str) -> None:
     record: dict = {"updates": []}
     real_update = tr.grpo_update
 
-    def spy(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx=None):  # noqa: ANN001, ANN202
+    def spy(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx=None, **kw):  # noqa: ANN001, ANN003, ANN202
         before = rldist.gather_full_state_dict(model, ctx)
-        res = real_update(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx)
+        record["loss_path"] = loss_path_of(model)
+        # old_logp is read after the update: grpo_update fills the on-policy first mini-batch's rows in place
+        res = real_update(model, optimizer, scheduler, b, old_logp, adv, ref_logp, temperature, cfg, ctx, **kw)
         record["updates"].append({"rows": _rows(b, old_logp, adv), "before": before, "temperature": temperature,
                                   "grad_norms": res[1]})
         return res
@@ -152,14 +158,15 @@ def _worker(out_dir: str) -> None:
     # a fixed off-policy batch with varied lengths, plain SGD (no Adam scale invariance): both aggregations
     ctx = rldist.init_distributed("cpu")
     record["sgd"] = {}
-    for agg in ("token-mean", "seq-mean-token-mean"):
+    for agg, path in SGD_CASES:
         model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")
         rows = _fixed_global(model)
         b, old, adv = _local_batch(rank, *rows)
         model = rldist.shard_model(model, ctx)
+        set_loss_path(model, path)
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         _, gn = real_update(model, opt, None, b, old, adv, None, 1.2, _fixed_cfg(agg), ctx)
-        record["sgd"][agg] = (rldist.gather_full_state_dict(model, ctx), gn)
+        record["sgd"][agg, path] = (rldist.gather_full_state_dict(model, ctx), gn)
     torch.save(record, out / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
@@ -236,13 +243,15 @@ def _global_batch(recs, mb: int):  # noqa: ANN001, ANN202
 
 
 def test_one_step_equals_single_process(two_rank_run):
-    """The 2-rank step's parameters == one process running the same two global mini-batches."""
+    """The 2-rank step (the default loss path, ``hidden``) == one process running the same two global
+    mini-batches on the ``logits`` oracle path."""
     from transformers import AutoModelForCausalLM
 
     from microcoder_fast.rl.config import load_config
     from microcoder_fast.rl.update import grpo_update
 
     out, recs, _ = two_rank_run
+    assert recs[0]["loss_path"] == recs[1]["loss_path"] == "hidden", "the default run trains on the hidden path"
     assert all(torch.equal(recs[0]["updates"][0]["before"][k], recs[1]["updates"][0]["before"][k])
                for k in recs[0]["updates"][0]["before"])
     model = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model")
@@ -279,10 +288,11 @@ def test_one_step_equals_single_process(two_rank_run):
     assert all(torch.equal(recs[0]["updates"][1]["before"][k], v) for k, v in ck.state_dict().items())
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-def test_sgd_update_equals_single_process(two_rank_run, agg):
+@pytest.mark.parametrize(("agg", "path"), SGD_CASES)
+def test_sgd_update_equals_single_process(two_rank_run, agg, path):
     """Varied response lengths (ranks hold different token counts) and SGD: any per-rank normalisation or
-    missing factor shows directly in the weights."""
+    missing factor shows directly in the weights. The ranks run ``path``; the single process the ``logits``
+    oracle."""
     from transformers import AutoModelForCausalLM
 
     from microcoder_fast.rl.batching import make_batch
@@ -295,8 +305,8 @@ def test_sgd_update_equals_single_process(two_rank_run, agg):
     assert tokens[0] != tokens[1]
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     _, gn = grpo_update(model, opt, None, make_batch(rows_p, rows_r, pad=0), old, adv, None, 1.2, _fixed_cfg(agg))
-    dist_sd, dist_gn = recs[0]["sgd"][agg]
-    assert dist_gn == pytest.approx(gn, rel=1e-5) and recs[1]["sgd"][agg][1] == dist_gn
+    dist_sd, dist_gn = recs[0]["sgd"][agg, path]
+    assert dist_gn == pytest.approx(gn, rel=1e-5) and recs[1]["sgd"][agg, path][1] == dist_gn
     single = model.state_dict()
     init = AutoModelForCausalLM.from_pretrained(out / "a" / "initial_model").state_dict()
     for k, v in single.items():

@@ -95,6 +95,9 @@ class TrainConfig:
     total_steps: int = 200  # RL steps (rollout rounds)
     ppo_mini_batch_size: int = 32  # prompts per optimiser update (train_batch_size / this = updates per round)
     ppo_micro_batch_size: int = 8  # sequences per forward/backward (gradient accumulation)
+    # > 0: micro-batches by token budget instead (rows × padded length; verl's dynamic batch size)
+    ppo_max_tokens_per_micro_batch: int = 0
+    recompute_old_logp: bool = False  # true: a separate old-policy pass for every row, also where it is on-policy
     ppo_epochs: int = 1
     lr: float = 1e-6
     weight_decay: float = 0.01
@@ -109,7 +112,8 @@ class TrainConfig:
     kl_coef: float = 0.0  # > 0 loads a frozen reference model
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum | seq-mean-token-sum-norm
     dual_clip: float = 0.0  # 0 = off; else the dual-clip constant c (> 1) for negative advantages
-    fused_loss: str = "auto"  # "auto" (fused log-prob+loss op on CUDA) | "on" | "off"
+    # hidden: log-probs from the last hidden states (no logits); fused: response logits + fused loss; logits: oracle
+    loss_path: str = "hidden"
     # --- advantages ------------------------------------------------------------------------------------
     adv_std: str = "unbiased"  # "unbiased" | "population" | "none" (Dr. GRPO: no division by the std)
     adv_eps: float = 1e-6
@@ -192,7 +196,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "judge_backend": ("local", "ray"),
     "lr_schedule": ("constant", "cosine"),
     "loss_agg": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"),
-    "fused_loss": ("auto", "on", "off"),
+    "loss_path": ("hidden", "fused", "logits"),
     "adv_std": ("unbiased", "population", "none"),
     "truncation_masking": ("conditional", "none", "all"),
     "mask_predicate": ("not_failed", "correct_only"),
@@ -218,6 +222,13 @@ _KEY_HELP: dict[str, str] = {
     "save_every": "checkpoint every this many RL steps (0 = only at the end)",
     "lr_schedule": "learning-rate schedule after the warm-up",
     "loss_agg": "how token losses are averaged: over all tokens, or per sequence then over sequences",
+    "loss_path": "how log-probs and the loss are computed: hidden (from the last hidden states and the LM head "
+                 "weight, no logits; falls back to fused, with a log line, for a head that is not plain linear), "
+                 "fused (logits of response positions only + fused loss with in-place backward), logits (oracle)",
+    "ppo_max_tokens_per_micro_batch": "> 0: group each mini-batch's sequences into micro-batches of at most this "
+                                      "many padded tokens (sorted by length) instead of ppo_micro_batch_size rows",
+    "recompute_old_logp": "false: the first mini-batch's old log-probs come from its own forward (on-policy); "
+                          "true: a separate old-policy pass over every row",
     "diversity_metric": "output diversity measure used by probe-temperature and logged each step",
     "seed": "seed of torch, numpy and Python's random (sampling, masking draws, the tiny model's init)",
     "gradient_checkpointing": "recompute activations in the backward pass (less memory, ~30% more time)",
@@ -279,7 +290,16 @@ def _field_types() -> dict[str, type]:
     return {f.name: hints[f.name] for f in dataclasses.fields(TrainConfig)}
 
 
+# keys that were renamed or replaced: the message says what to write now
+_REPLACED: dict[str, str] = {
+    "fused_loss": "it was replaced by loss_path (hidden: log-probs from hidden states, the default; fused: "
+                  "response logits + the fused loss; logits: the full-logits oracle)",
+}
+
+
 def _unknown_key_error(key: str, where: str) -> ConfigError:
+    if key in _REPLACED:
+        return ConfigError(f"config key {key!r} ({where}): {_REPLACED[key]}")
     names = list(_field_types())
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `microcoder-train --help-config`"
@@ -434,9 +454,9 @@ def validate(cfg: TrainConfig) -> None:
     for key in positive:
         if getattr(cfg, key) < 1:
             raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(cfg, key)}")
-    for key in ["total_steps", "sft_steps", "eval_every", "save_every", "warmup_steps", "threads",
-                "eval_max_problems", "log_completions", "keep_checkpoints", "min_stage_steps",
-                "judge_workers_per_node"]:
+    for key in ["ppo_max_tokens_per_micro_batch", "total_steps", "sft_steps", "eval_every", "save_every",
+                "warmup_steps", "threads", "eval_max_problems", "log_completions", "keep_checkpoints",
+                "min_stage_steps", "judge_workers_per_node"]:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"config key {key!r} must be >= 0, got {getattr(cfg, key)}")
     if cfg.judge_backend == "ray" and importlib.util.find_spec("ray") is None:

@@ -33,7 +33,7 @@ from microcoder_fast.rl.diversity import batch_diversity
 from microcoder_fast.rl.engines import Completion, HFEngine, VLLMEngine, vllm_available
 from microcoder_fast.rl.evaluation import evaluate
 from microcoder_fast.rl.masking import truncation_mask
-from microcoder_fast.rl.policy import load_policy, policy_dir
+from microcoder_fast.rl.policy import load_policy, loss_path_of, policy_dir, set_loss_path
 from microcoder_fast.rl.report import (
     EqualRewardWatch,
     MetricsWriter,
@@ -48,7 +48,7 @@ from microcoder_fast.rl.report import (
 from microcoder_fast.rl.rewards import RewardJudge
 from microcoder_fast.rl.sft import run_sft
 from microcoder_fast.rl.temperature import TemperatureSchedule
-from microcoder_fast.rl.update import grpo_update, lr_lambda, rollout_logprobs, updates_per_step
+from microcoder_fast.rl.update import grpo_update, lr_lambda, old_logprobs, rollout_logprobs, updates_per_step
 
 __all__ = ["Trainer", "eval_kinds", "log"]  # eval_kinds, log: re-exported for the CLI (they live in rl/report.py)
 
@@ -202,18 +202,19 @@ class Trainer:
         t2 = time.time()
         seq_prompts = [prompts[i] for i in range(len(groups)) for _ in range(cfg.group_size)]
         b = make_batch(seq_prompts, [c.token_ids for c in comps], self.pad_id)
-        old_logp = rollout_logprobs(self.model, b, temp, cfg.ppo_micro_batch_size)
+        # the first mini-batch's rows are on-policy: grpo_update fills their old log-probs (rl/update.py)
+        old_logp, fill_first = old_logprobs(self.model, b, temp, cfg, self.dist)
         ref_logp = None
         if self.ref_model is not None:
-            ref_logp = rollout_logprobs(self.ref_model, b, temp, cfg.ppo_micro_batch_size)
+            ref_logp = rollout_logprobs(self.ref_model, b, temp, cfg)
         t_old = time.time() - t2
-        gaps = [abs(a - e) for i, c in enumerate(comps) if c.logprobs is not None
-                for a, e in zip(old_logp[i, : len(c.token_ids)].tolist(), c.logprobs)]
         # --- updates
         t3 = time.time()
         upd_metrics, grad_norms = grpo_update(self.model, self.optimizer, self.scheduler, b, old_logp, adv, ref_logp,
-                                              temp, cfg, self.dist)
+                                              temp, cfg, self.dist, fill_first_old=fill_first)
         t_upd = time.time() - t3
+        gaps = [abs(a - e) for i, c in enumerate(comps) if c.logprobs is not None
+                for a, e in zip(old_logp[i, : len(c.token_ids)].tolist(), c.logprobs)]
         t4 = time.time()
         self._sync_engine()
         t_sync = time.time() - t4
@@ -267,6 +268,7 @@ class Trainer:
                 self.ref_model = copy.deepcopy(self.model).eval()
             for p in self.ref_model.parameters():
                 p.requires_grad_(False)
+            set_loss_path(self.ref_model, loss_path_of(self.model))
         self._make_engine()
         if cfg.eval_before and not resumed:
             ev = self.evaluate()
