@@ -72,6 +72,32 @@ def test_reward_plain_and_conversational_with_verdict_mix(reward):
                   tests=[json.dumps(ADD)] * 2) == [1.0, 0.0]
 
 
+def test_reward_judges_with_any_executor_and_leaves_it_open():
+    """Any object with the executor's submit plugs in (the Ray executor does); the caller keeps ownership."""
+    from concurrent.futures import Future
+
+    from microcoder_fast.executor import Result, Verdict
+
+    class Stub:
+        def __init__(self):
+            self.seen, self.closed = [], False
+
+        def submit(self, code, problem, stop_on_first_failure=True):
+            self.seen.append((code, problem.tests[0].input))
+            fut = Future()
+            fut.set_result(Result(Verdict.AC if "a + b" in code else Verdict.WA, 1, len(problem.tests)))
+            return fut
+
+        def close(self):
+            self.closed = True
+
+    stub = Stub()
+    r = CodeReward(executor=stub)
+    assert r(prompts=["p"] * 3, completions=[GOOD, WRONG, "no code"], tests=[ADD] * 3) == [1.0, 0.0, 0.0]
+    r.close()
+    assert not stub.closed and [inp for _, inp in stub.seen] == ["1 2\n", "1 2\n"]
+
+
 def test_reward_reads_livecodebench_encoding():
     blob = encode_private_tests([{"input": "[1, 2]", "output": "3", "testtype": "functional"}])
     meta = json.dumps({"func_name": "add"})

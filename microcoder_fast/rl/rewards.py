@@ -54,19 +54,17 @@ class RewardJudge:
         # ``executor``: any object with ``submit(code, problem) -> Future`` (the local Executor, the Ray one);
         # the caller keeps ownership of one passed in (``close()`` leaves it open). Otherwise one is started here.
         self._owns_executor = executor is None
-        if executor is not None:
-            self.executor = executor
-        elif backend == "ray":  # every node of the Ray cluster; each rank's share of a node's CPUs
+        if executor is None:
             from microcoder_fast.executor import Executor
 
-            self.executor = Executor(backend="ray", address=address, workers_per_node=workers_per_node or None,
-                                     drivers=ranks, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
-                                     compare=compare)
-        else:
-            from microcoder_fast.executor import Executor
-
-            self.executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
-                                     compare=compare)
+            if backend == "ray":  # every node of the Ray cluster; each rank's share of a node's CPUs
+                executor = Executor(backend="ray", address=address, workers_per_node=workers_per_node or None,
+                                    drivers=ranks, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
+                                    compare=compare)
+            else:
+                executor = Executor(workers=workers, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb,
+                                    compare=compare)
+        self.executor = executor
         self.max_tests = max_tests
         self._problems: dict[str, Any] = {}
 
