@@ -15,7 +15,7 @@
   optional MicroCoder conditional truncation masking (``rl.masking.truncation_mask``). Options it cannot
   express are refused when the trainer is built, never approximated.
 
-Imports torch, TRL and transformers (lazily through this module only); ops, rl.masking and the judge.
+Imports torch, TRL, ops, rl.masking and the shared judge (_judge); never verl.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ verl imports this module in its processes through ``VERL_USE_EXTERNAL_MODULES=mi
 ``actor_rollout_ref.model.external_lib=microcoder_fast.integrations.verl`` (imported where the model config
 is built), and the reward path imports it by itself.
 
-Imports torch, verl, ops, rl.masking and the judge.
+Imports torch, verl, ops, rl.masking and the shared judge (_judge); never TRL.
 """
 
 from __future__ import annotations
