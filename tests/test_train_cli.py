@@ -69,6 +69,7 @@ def test_ctrl_c_prints_the_checkpoint_and_the_resume_command(tmp_path, capsys, m
 
     run_dir = tmp_path / "runs" / "demo"
     ck = run_dir / "checkpoints" / "step_000004"
+    closed = []
 
     class Interrupted:
         def __init__(self, cfg):
@@ -79,13 +80,14 @@ def test_ctrl_c_prints_the_checkpoint_and_the_resume_command(tmp_path, capsys, m
         def train(self):
             raise KeyboardInterrupt
 
-        def close(self):
-            self.closed = True
+        def close(self):  # an impatient second Ctrl-C lands in the clean-up
+            closed.append(True)
+            raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer_mod, "Trainer", Interrupted)
     for var in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "TOKENIZERS_PARALLELISM"):
         monkeypatch.setenv(var, os.environ.get(var, "0"))  # restored after the test: _env sets them
-    assert cli.main(["seed=3", "save_every=2"]) == 130
+    assert cli.main(["seed=3", "save_every=2"]) == 130 and closed == [True]
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert f"last checkpoint {ck}" in err

@@ -15,6 +15,7 @@ the command that resumes from it (exit status 130).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -107,9 +108,13 @@ def train_main(argv: list[str]) -> int:
             else:
                 print(f"\n{PROG}: interrupted at step {trainer.step}; last checkpoint {ck}; resume with: "
                       f"{resume_command(argv, trainer.run_dir, ck)}", file=sys.stderr)
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C during the clean-up: no traceback
+            trainer.close()
         return 130
-    finally:
+    except BaseException:
         trainer.close()
+        raise
+    trainer.close()
     if trainer.dist.rank != 0:  # torchrun: rank 0 reports for the run
         return 0
     before, after = summary.get("pass@1_before"), summary.get("pass@1_after")
