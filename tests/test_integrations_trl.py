@@ -130,6 +130,31 @@ def test_refuses_what_it_cannot_express():
             check_supported(args)
 
 
+def test_head_equals_log_softmax_of_the_full_logits(tiny_dir):
+    from microcoder_fast.integrations.trl import use_linear_token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(1, model.config.vocab_size, (2, 9), generator=g)
+    labels = ids.clone()
+    labels[0, :4] = -100
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, :-1]
+    want = torch.log_softmax(logits / 1.2, -1).gather(-1, ids[:, 1:, None]).squeeze(-1) * (labels[:, 1:] != -100)
+    use_linear_token_logprobs(model, 1.2)
+    out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+    torch.testing.assert_close(out.log_probs, want, atol=1e-5, rtol=1e-5)
+    assert out.entropy.shape == want.shape and (out.entropy[labels[:, 1:] != -100] > 0).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # mixed precision: bf16 GEMMs, fp32 log-probs
+        mixed = model(input_ids=ids, labels=labels, fused_lm_head=True).log_probs
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, want, atol=5e-2, rtol=5e-2)
+    assert torch.equal(model(input_ids=ids).logits[:, :-1], logits)  # without fused_lm_head: the model's forward
+    model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping"):
+        use_linear_token_logprobs(model, 1.2)
+
+
 def _fixed_inputs(vocab):
     g = torch.Generator().manual_seed(0)
     b, p, length = 4, 5, 8

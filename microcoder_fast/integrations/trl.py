@@ -170,6 +170,9 @@ def use_linear_token_logprobs(model: Any, temperature: float = 1.0, cast_lm_head
         if cast_lm_head_to_fp32:
             h, weight = h.float(), weight.float()
             ctx = torch.autocast(h.device.type, enabled=False)
+        elif torch.is_autocast_enabled(h.device.type):  # mixed precision: the head's GEMMs in the autocast dtype
+            dtype = torch.get_autocast_dtype(h.device.type)
+            h, weight = h.to(dtype), weight.to(dtype)
         elif h.dtype != weight.dtype:
             h = h.to(weight.dtype)
         with ctx:
