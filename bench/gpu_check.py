@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import sys
@@ -526,6 +525,24 @@ def check_peers(rep: Report, dev: torch.device, sz: Sizes) -> None:
         rep.info("peers.liger_cross_entropy", f"fwd+bwd {ms:.3f} ms ({ms / ours:.2f}x ours)")
     except Exception as exc:  # noqa: BLE001 - an optional peer
         rep.info("peers.liger_cross_entropy", f"unavailable: {type(exc).__name__}: {str(exc)[:100]}")
+    try:  # the hidden-state path: Liger's fused linear cross-entropy (3 GEMMs, d(logits) in the forward)
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        D = sz.d
+        h = randn((N, D), dev, 20)
+        w = randn((V, D), dev, 21, D**-0.5)
+        old = torch.zeros(1, N, device=dev)
+        mask = torch.ones(1, N, dtype=torch.bool, device=dev)
+        adv = torch.ones(1, device=dev)
+        hh, ww = h.clone().requires_grad_(), w.clone().requires_grad_()
+        ms_l = time_ms(lambda: torch.autograd.grad(liger_fused_linear_cross_entropy(hh, ww, target), (hh, ww)),
+                       dev, sz.reps)  # fmt: skip
+        ms_o = time_ms(lambda: torch.autograd.grad(ops.linear_grpo_loss(
+            hh.view(1, N, D), ww, target.view(1, N), old, adv, mask, check_target=False)[0], (hh, ww)), dev, sz.reps)
+        rep.info("peers.liger_fused_linear_cross_entropy",
+                 f"fwd+bwd at {N}x{D}x{V}: Liger {ms_l:.3f} ms, ours (linear_grpo_loss) {ms_o:.3f} ms")  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - an optional peer
+        rep.info("peers.liger_fused_linear_cross_entropy", f"unavailable: {type(exc).__name__}: {str(exc)[:100]}")
     try:
         from quack.cross_entropy import cross_entropy
 

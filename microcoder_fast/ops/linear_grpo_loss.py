@@ -20,6 +20,9 @@ reference on CPU; the aggregation and metrics are ``ops._loss``'s, as for the ot
 
 The chunk size is a constant per device (never a function of N), so a token's results do not depend on the
 batch it is in.
+
+Imports torch, ``ops._dispatch`` / ``ops._loss``, the fused op module (for its ``scale_grad_`` op) and the
+reference; never ``rl``, the executor or a trainer.
 """
 
 from __future__ import annotations
