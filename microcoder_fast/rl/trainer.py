@@ -139,7 +139,8 @@ class Trainer:
                 seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
                 tensor_parallel_size=cfg.vllm_tensor_parallel_size,
                 enable_prefix_caching=cfg.vllm_enable_prefix_caching, kv_cache_space_gb=cfg.vllm_kv_cache_space_gb,
-                llm_kwargs=rldist.vllm_llm_kwargs(self.dist),
+                # progress=false: no "Loading safetensors checkpoint shards" bar from vLLM either
+                llm_kwargs={**rldist.vllm_llm_kwargs(self.dist), **({} if cfg.progress else {"use_tqdm_on_load": False})},
             )
             self._sync_engine()
         else:
