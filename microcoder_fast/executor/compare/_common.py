@@ -18,8 +18,6 @@ def check_tols(abs_tol: float, rel_tol: float) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {tol!r}")
 
 
-
-
 def short(s: object, n: int = 60) -> str:
     text = s if isinstance(s, str) else repr(s)
     if len(text) > n:
@@ -54,8 +52,6 @@ def expected_text(expected: str | bytes) -> str:
     raise TypeError(f"expected output must be str, got {type(expected).__name__}")
 
 
-
-
 def expected_value(expected: str) -> object:
     if not isinstance(expected, str):
         raise TypeError(f"expected output must be JSON text (str), got {type(expected).__name__}")
@@ -71,8 +67,6 @@ def expected_value(expected: str) -> object:
             f"expected output is not valid JSON ({e}): {short(expected)}; call-mode outputs must be one "
             "JSON value, LiveCodeBench style (e.g. '[0, 1]', '\"abc\"', 'true')"
         ) from e
-
-
 
 
 # --------------------------------------------------------------------------------------------------
