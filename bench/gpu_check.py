@@ -362,6 +362,10 @@ def check_hidden_path(rep: Report, dev: torch.device, sz: Sizes) -> None:
     D, V, T = sz.d, sz.v, 1.1
     gen = torch.Generator().manual_seed(10)
     w = randn((V, D), dev, 13, 2.0 / D**0.5)
+    if dev.type == "cuda":
+        ok = _dispatch._fp32_acc_addmm_ok(dev, torch.bfloat16)
+        rep.info("linear_token_logprobs.addmm_fp32_in_place", "yes: addmm(out_dtype=float32, out=acc)" if ok else
+                 "no: this torch wants self in bf16; acc += mm(out_dtype=float32) (one temporary)")  # fmt: skip
     for n in (sz.n, *sz.n_small):
         name = f"linear_token_logprobs.N{n}"
         with rep.guard(name):

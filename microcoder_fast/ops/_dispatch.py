@@ -130,16 +130,41 @@ def check_target_range(
 
 
 def addmm_f32(acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b, written in place.
+    """acc (fp32) += a @ b with fp32 accumulation whatever the dtype of a and b.
 
-    bf16 / fp16 on CUDA: cuBLAS with an fp32 output (``addmm(out_dtype=float32, out=acc)``; any error, an
-    out-of-memory included, propagates). CPU tensors (the interpreter tests) are upcast first."""
+    bf16 / fp16 on CUDA: cuBLAS with an fp32 output written in place (``addmm(out_dtype=float32, out=acc)``)
+    where this torch accepts an fp32 ``acc`` beside bf16 / fp16 factors (probed once per device on a 1 x 1
+    problem); otherwise ``acc += mm(a, b, out_dtype=float32)`` (one temporary of acc's size). Errors of the real
+    GEMMs, out-of-memory included, always propagate. CPU tensors (the interpreter tests) are upcast first."""
     if a.dtype == torch.float32:
         acc.addmm_(a, b)
     elif a.is_cuda:
-        torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+        if _fp32_acc_addmm_ok(a.device, a.dtype):
+            torch.addmm(acc, a, b, out_dtype=torch.float32, out=acc)
+        else:
+            acc.add_(torch.mm(a, b, out_dtype=torch.float32))
     else:
         acc.addmm_(a.float(), b.float())
+
+
+_ADDMM_PROBE: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _fp32_acc_addmm_ok(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``addmm(fp32 self, low-precision mat1, mat2, out_dtype=float32, out=self)`` is accepted (newer
+    torch); older ones demand ``self`` in the factors' dtype ("self and mat2 must have the same dtype")."""
+    key = (str(device), dtype)
+    if key not in _ADDMM_PROBE:
+        acc = torch.zeros(1, 1, dtype=torch.float32, device=device)
+        one = torch.ones(1, 1, dtype=dtype, device=device)
+        try:
+            torch.addmm(acc, one, one, out_dtype=torch.float32, out=acc)
+            _ADDMM_PROBE[key] = True
+        except RuntimeError as exc:
+            if "dtype" not in str(exc):
+                raise
+            _ADDMM_PROBE[key] = False
+    return _ADDMM_PROBE[key]
 
 
 def check_float_tensor(t: torch.Tensor, name: str) -> None:
