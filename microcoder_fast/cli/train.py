@@ -34,7 +34,10 @@ def _parse(argv: list[str], prog: str) -> tuple[str | None, list[str]]:
     if args.help_config:
         from microcoder_fast.rl.config import describe_keys
 
-        print(describe_keys())
+        try:
+            print(describe_keys(), flush=True)
+        except BrokenPipeError:  # `--help-config | head`: the reader left; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(0)
     return args.config, args.overrides
 
