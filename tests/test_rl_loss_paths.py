@@ -98,7 +98,7 @@ def test_non_plain_head_falls_back_to_fused_and_stays_exact(capsys):
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=32,
                                            final_logit_softcapping=2.0, attn_implementation="eager")).float()
     path, why = resolve_loss_path(model, "hidden")
-    assert path == "fused" and "soft-capped" in why
+    assert path == "fused" and "final_logit_softcapping" in why
     b, cfg = _batch(), _cfg()
     ref_m, ref_g, old = _one_update(model, "logits", b, cfg)
     m, g, _ = _one_update(model, "fused", b, cfg, old=old)
@@ -146,3 +146,24 @@ def test_on_policy_first_mini_batch_needs_no_old_pass():
     for k in g_full:
         assert torch.allclose(g_fill[k], g_full[k], rtol=1e-4, atol=1e-6), k
     assert loss_path_of(model) == "hidden"
+
+
+def test_soft_cap_hidden_by_small_logits_is_still_detected():
+    """A soft-cap of 30 barely touches a random model's small logits; the probe (and the config key) still see it."""
+    from transformers import Qwen2ForCausalLM
+
+    class Capped(Qwen2ForCausalLM):  # a Qwen2 with a soft-capped head and no config key saying so
+        def forward(self, input_ids=None, logits_to_keep=0, **kw):  # noqa: ANN001, ANN003, ANN201
+            out = super().forward(input_ids=input_ids, logits_to_keep=logits_to_keep, **kw)
+            out.logits = 30.0 * torch.tanh(out.logits / 30.0)
+            return out
+
+    torch.manual_seed(0)
+    plain = _qwen(True)
+    capped = Capped(plain.config).float()
+    capped.load_state_dict(plain.state_dict())
+    before = {k: v.clone() for k, v in capped.state_dict().items()}
+    path, why = resolve_loss_path(capped, "hidden")
+    assert path == "fused" and "not lm_head" in why
+    assert all(torch.equal(before[k], v) for k, v in capped.state_dict().items()), "the probe restores the weights"
+    assert resolve_loss_path(plain, "hidden")[0] == "hidden"
