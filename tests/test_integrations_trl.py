@@ -87,7 +87,8 @@ def test_reward_judges_with_any_executor_and_leaves_it_open():
         def submit(self, code, problem, stop_on_first_failure=True):
             self.seen.append((code, problem.tests[0].input))
             fut = Future()
-            fut.set_result(Result(Verdict.AC if "a + b" in code else Verdict.WA, 1, len(problem.tests)))
+            verdict = Verdict.AC if "a + b" in code else Verdict.IE if "judge fails" in code else Verdict.WA
+            fut.set_result(Result(verdict, 1, len(problem.tests)))
             return fut
 
         def close(self):
@@ -95,9 +96,11 @@ def test_reward_judges_with_any_executor_and_leaves_it_open():
 
     stub = Stub()
     r = CodeReward(executor=stub)
-    assert r(prompts=["p"] * 3, completions=[GOOD, WRONG, "no code"], tests=[ADD] * 3) == [1.0, 0.0, 0.0]
+    ie = "```python\nprint(3)  # judge fails\n```"
+    out = r(prompts=["p"] * 4, completions=[GOOD, WRONG, "no code", ie], tests=[ADD] * 4)
+    assert out == [1.0, 0.0, 0.0, None]  # IE is the judge's failure: unscorable (None) for TRL, never a 0
     r.close()
-    assert not stub.closed and [inp for _, inp in stub.seen] == ["1 2\n", "1 2\n"]
+    assert not stub.closed and [inp for _, inp in stub.seen] == ["1 2\n"] * 3
 
 
 def test_reward_reads_livecodebench_encoding():

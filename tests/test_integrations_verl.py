@@ -191,6 +191,7 @@ def test_compute_score_batch_through_verl_batch_reward_manager(tok):
     assert calls == [4]  # the whole batch in one call
     assert [reward[i, n - 1].item() for i, n in enumerate(lengths)] == [1.0, 0.0, 0.0, 1.0]
     assert reward.sum().item() == 2.0
+    assert out["reward_extra_info"]["judge_error"] == [0.0] * 4  # IE would show here, never as a silent 0
 
 
 def test_compute_score_through_verl_reward_loading_and_naive_manager(tok):

@@ -4,7 +4,7 @@
   lists), ``completion_ids`` and every dataset column as keyword arguments; it reads the tests from one
   named column (our MicroCoder encoding or LiveCodeBench's, see ``_judge.problem_from_column``), extracts
   the program from each completion, judges the whole batch with one persistent executor and returns one
-  float per completion (1.0 iff every test passes). The verdict mix goes to TRL's ``log_metric`` hook as
+  float per completion (1.0 iff every test passes; None, TRL's "unscorable", when the judge itself failed: IE). The verdict mix goes to TRL's ``log_metric`` hook as
   ``verdict/AC``, ``verdict/WA``, ... ``verdict/NO_CODE``.
 - ``use_linear_token_logprobs(model, temperature)``: replaces the tiled plain-torch LM head TRL 1.16 patches
   into the model (``add_fused_lm_head``) with ``ops.linear_token_logprobs`` (Triton on CUDA, our chunked
@@ -87,7 +87,7 @@ class CodeReward:
         self.last_outcomes: list = []
 
     def __call__(self, prompts: Sequence[Any] | None = None, completions: Sequence[Any] | None = None,
-                 completion_ids: Sequence[Any] | None = None, **kwargs: Any) -> list[float]:
+                 completion_ids: Sequence[Any] | None = None, **kwargs: Any) -> list[float | None]:
         if completions is None:
             raise TypeError("CodeReward needs completions= (TRL passes prompts, completions and the dataset columns)")
         column = kwargs.get(self.tests_column)
@@ -107,7 +107,8 @@ class CodeReward:
         if log_metric is not None:
             for verdict, frac in verdict_mix(outcomes).items():
                 log_metric(f"verdict/{verdict}", frac)
-        return [o.reward for o in outcomes]
+        # IE = the judge failed, not the program: None tells TRL the completion could not be scored
+        return [None if o.verdict == "IE" else o.reward for o in outcomes]
 
     def close(self) -> None:
         self._judge.close()

@@ -90,20 +90,27 @@ def _problem(ground_truth: Any) -> Any:
     return _judge().problem(value, fmt="microcoder")
 
 
+def _scored(outcome: Any) -> dict[str, float]:
+    # verl's managers need a number for every sample, so a judge failure (IE) scores 0; judge_error makes it a
+    # metric of its own (verl logs every key of the dict) instead of a silent zero
+    return {"score": outcome.reward, "acc": outcome.reward, "judge_error": float(outcome.verdict == "IE")}
+
+
 def compute_score(data_source: Any = None, solution_str: str = "", ground_truth: Any = None,
-                  extra_info: Any = None, **kwargs: Any) -> float:
-    """verl's per-sample reward: 1.0 iff the program in ``solution_str`` passes every test in ``ground_truth``."""
-    return _judge().outcomes([solution_str], [_problem(ground_truth)])[0].reward
+                  extra_info: Any = None, **kwargs: Any) -> dict[str, float]:
+    """verl's per-sample reward: ``score`` 1.0 iff the program in ``solution_str`` passes every test in
+    ``ground_truth`` (plus ``acc``, the same, and ``judge_error``, 1.0 when the judge failed: IE)."""
+    return _scored(_judge().outcomes([solution_str], [_problem(ground_truth)])[0])
 
 
 def compute_score_batch(data_sources: Sequence[Any] | None = None, solution_strs: Sequence[str] = (),
                         ground_truths: Sequence[Any] = (), extra_infos: Sequence[Any] | None = None,
-                        **kwargs: Any) -> list[float]:
-    """verl's batched reward (``reward_manager=batch``): the whole batch is judged in one call."""
+                        **kwargs: Any) -> list[dict[str, float]]:
+    """verl's batched reward (``BatchRewardManager``): the whole batch is judged in one call."""
     if len(solution_strs) != len(ground_truths):
         raise ValueError(f"{len(solution_strs)} solutions but {len(ground_truths)} ground truths")
     problems = [_problem(g) for g in ground_truths]
-    return [o.reward for o in _judge().outcomes(list(solution_strs), problems)]
+    return [_scored(o) for o in _judge().outcomes(list(solution_strs), problems)]
 
 
 @register_policy_loss(POLICY_LOSS)
