@@ -16,6 +16,10 @@ program.
 
     python bench/bench_executor.py --workers 2 --time-limit 6 --out bench/results/<machine>.md
     python bench/bench_executor.py --limit 20 --judges lcb       # quick look, LiveCodeBench half only
+    python bench/bench_executor.py --before 4c41d4a --out bench/results/judge-before-after.md
+                                      # this judge vs the judge of an earlier commit (built in a temporary
+                                      # worktree), same suite, alternating runs; and the cost of the
+                                      # per-generation cgroup
     python bench/bench_executor.py --backend ray --nodes 2 --workers 2 --out bench/results/ray-cpu-2core.md
                                       # the same suite through RayExecutor vs the local Executor, the driver's
                                       # ceiling, a paper-scale estimate (needs the ray extra)
@@ -342,6 +346,123 @@ def trivial_overhead(time_limit: float, n_tests: int, n_gens: int) -> dict[str, 
     return out
 
 
+# --------------------------------------------------------------------------------- before / after
+
+_SIDE_RUN = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+spec = json.load(open(sys.argv[2]))
+from microcoder_fast.executor import Executor, Problem, TestCase
+if spec.get("no_cgroup"):  # the same judge without its generation cgroup (to price the cgroup alone)
+    import microcoder_fast.executor.api as api
+    real = api.Settings
+    def settings(**kw):
+        kw["zygote_cfg"] = dict(kw["zygote_cfg"], cgroup=False)
+        return real(**kw)
+    api.Settings = settings
+jobs = [(code, Problem(tests=[TestCase(i, o) for i, o in tests], fn_name=fn, time_limit_s=spec["tl"]))
+        for code, tests, fn in spec["suite"]]
+out = {}
+with Executor(workers=spec["workers"], time_limit_s=spec["tl"]) as ex:
+    out["layers_memory"] = str(ex.layers.get("memory", "RLIMIT_AS"))
+    ex.judge(jobs[:20])
+    t0 = time.perf_counter()
+    res = ex.judge(jobs)
+    out["suite_s"] = time.perf_counter() - t0
+    out["verdicts"] = [str(getattr(r.verdict, "value", r.verdict)) for r in res]
+import resource
+def tree_cpu():  # this process and every reaped descendant (zygotes are reaped by close())
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+one = Problem(tests=[TestCase("7\n", "7\n")])
+code = "import sys\nsys.stdout.write(sys.stdin.read())\n"
+def trivial(n_gens, n_tests):
+    c0, t0 = tree_cpu(), time.perf_counter()
+    with Executor(workers=1, time_limit_s=spec["tl"]) as ex:
+        ex.judge([(code, one)] * n_gens)
+        if n_tests:
+            ex.judge([(code, Problem(tests=[TestCase(f"{i}\n", f"{i}\n") for i in range(n_tests)]))])
+    return tree_cpu() - c0, time.perf_counter() - t0
+g, t = spec["n_gens"], spec["n_tests"]
+(c1, w1), (c2, w2) = trivial(g, 0), trivial(2 * g, 0)
+out["per_gen_ms"], out["per_gen_cpu_ms"] = (w2 - w1) / g * 1e3, (c2 - c1) / g * 1e3
+(c1, w1), (c2, w2) = trivial(1, t), trivial(1, 2 * t)
+out["per_test_ms"], out["per_test_cpu_ms"] = (w2 - w1) / t * 1e3, (c2 - c1) / t * 1e3
+print(json.dumps(out))
+"""
+
+
+def _build_at(ref: str, where: str) -> str:
+    """A worktree of ``ref`` under ``where`` with its C++ core built in place; returns its root."""
+    repo = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    root = os.path.join(where, "before")
+    subprocess.run(["git", "-C", repo, "worktree", "add", "--detach", root, ref], check=True, capture_output=True)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=root, check=True,
+                   capture_output=True)
+    return root
+
+
+def before_after(args: argparse.Namespace, rows: list[Row]) -> str:
+    """This checkout's judge vs the judge at ``args.before``: the suite and the trivial per-generation /
+    per-test costs, runs alternated (before, after, before, after, ...) so load drifts hit both; and the
+    same judge with its generation cgroup switched off, to price the cgroup alone."""
+    import tempfile
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    suite = [(r.code, [(t.input, t.output) for t in r.problem.to_problem().tests], r.problem.fn_name) for r in rows]
+    spec = {"suite": suite, "workers": args.workers, "tl": float(args.time_limit), "n_tests": 1000, "n_gens": 400}
+    with tempfile.TemporaryDirectory() as tmp:
+        before = _build_at(args.before, tmp)
+        runs: dict[str, list[dict]] = {"before": [], "after": [], "after, no cgroup": []}
+        try:
+            for _ in range(args.rounds):
+                for name, root, extra in (("before", before, {}), ("after", here, {}),
+                                          ("after, no cgroup", here, {"no_cgroup": True})):
+                    path = os.path.join(tmp, "spec.json")
+                    with open(path, "w") as fh:
+                        json.dump(dict(spec, **extra), fh)
+                    proc = subprocess.run([sys.executable, "-c", _SIDE_RUN, root, path], capture_output=True,
+                                          text=True, check=True)
+                    runs[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                    print(f"{name}: {runs[name][-1]['suite_s']:.2f} s", file=sys.stderr)
+        finally:
+            subprocess.run(["git", "-C", here, "worktree", "remove", "--force", before], capture_output=True)
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    lines = [
+        f"# Judge before/after: {args.before} vs this checkout",
+        "",
+        f"Machine: {machine_name()}. Load average at the start: {os.getloadavg()[0]:.1f} (other jobs shared "
+        "this host; runs alternate so drifts hit every column).",
+        f"Suite: {len(rows)} HumanEval-derived generations (canonical + mutant, call and stdin mode), "
+        f"{args.workers} workers, time limit {args.time_limit} s; trivial (1 worker): 400 vs 800 one-test "
+        f"generations, one 1000-test vs one 2000-test generation. Medians of {args.rounds} rounds (min-max in brackets).",
+        f"Command: `python bench/bench_executor.py --before {args.before} --rounds {args.rounds} "
+        f"--workers {args.workers}`",
+        "",
+        "| judge | memory layer | suite wall s | per generation: wall ms | CPU ms | per test: wall ms | CPU ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, rs in runs.items():
+        cell = lambda key, fmt: (f"{fmt.format(med([r[key] for r in rs]))} "  # noqa: E731
+                                 f"[{fmt.format(min(r[key] for r in rs))}-{fmt.format(max(r[key] for r in rs))}]")
+        lines.append(f"| {name} | {rs[0]['layers_memory'].split(' per ')[0][:48]} | {cell('suite_s', '{:.2f}')} | "
+                     f"{cell('per_gen_ms', '{:.2f}')} | {cell('per_gen_cpu_ms', '{:.2f}')} | "
+                     f"{cell('per_test_ms', '{:.3f}')} | {cell('per_test_cpu_ms', '{:.3f}')} |")
+    b, a = runs["before"][0]["verdicts"], runs["after"][0]["verdicts"]
+    diff = [(rows[i].task_id, rows[i].mode, rows[i].kind, x, y) for i, (x, y) in enumerate(zip(b, a)) if x != y]
+    lines += ["", f"Verdicts that differ between before and after: {len(diff)} of {len(rows)}"]
+    lines += [f"- {t} {m} {k}: {x} -> {y}" for t, m, k, x, y in diff[:20]]
+    cg = [med([r[k] for r in runs["after"]]) - med([r[k] for r in runs["after, no cgroup"]])
+          for k in ("per_gen_ms", "per_gen_cpu_ms")]
+    lines += ["", f"Generation cgroup (the child joins it, counters reset, OOM count and peak read, per "
+              f"generation): {cg[0]:+.3f} ms wall, {cg[1]:+.3f} ms CPU per generation (after minus "
+              "after-without-cgroup, medians). CPU = this process and every descendant (zygotes, children), "
+              "from getrusage after the executor closed; per-generation and per-test figures are the "
+              "difference between runs of N and 2N, so start-up cancels out."]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------- report
 
 
@@ -638,6 +759,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ray-address", default=None, help="--backend ray: use this cluster instead of local raylets")
     ap.add_argument("--trivial-gens", type=int, default=1000, help="--backend ray: trivial generations")
     ap.add_argument("--ceiling-gens", type=int, default=2000, help="--backend ray: generations per ceiling row")
+    ap.add_argument("--before", default=None, metavar="REF",
+                    help="compare this judge with the one at git REF (built in a temporary worktree)")
+    ap.add_argument("--rounds", type=int, default=3, help="--before: alternating rounds per judge")
     args = ap.parse_args(argv)
     if args.workers < 1 or args.time_limit < 1:
         ap.error("--workers and --time-limit must be >= 1")
@@ -645,10 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = build_suite(args.limit, args.workers)
     print(f"suite: {len(rows)} generations built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    if args.backend == "ray":
-        if args.nodes < 1 or args.workers_per_node < 1:
+    if args.backend == "ray" or args.before:
+        if args.backend == "ray" and (args.nodes < 1 or args.workers_per_node < 1):
             ap.error("--nodes and --workers-per-node must be >= 1")
-        text = ray_bench(args, rows)
+        text = ray_bench(args, rows) if args.backend == "ray" else before_after(args, rows)
         print(text)
         if args.out:
             os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

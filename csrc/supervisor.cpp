@@ -189,7 +189,7 @@ public:
             idle_.pop_front();
             return py::make_tuple(f.type, py::bytes(f.payload));
         }
-        if (dead) throw std::runtime_error("the executor zygote exited (control socket closed)");
+        if (dead) throw SysError("the executor zygote exited (control socket closed)", EPIPE);
         return py::none();
     }
 

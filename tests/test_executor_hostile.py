@@ -18,9 +18,10 @@ import pytest
 
 from microcoder_fast.executor import Executor, Problem, Result, TestCase, Verdict
 
-ADD = Problem(tests=[TestCase("1 2\n", "3\n")], time_limit_s=0.5)
-ADD5 = Problem(tests=[TestCase(f"{i} {i}\n", f"{2 * i}\n") for i in range(5)], time_limit_s=0.5)
-CALL = Problem(tests=[TestCase("1\n2\n", "3"), TestCase("5\n6\n", "11")], fn_name="add", time_limit_s=0.5)
+TL = 1.0  # seconds per test: what the known programs get (hostile ones that time out cost this each)
+ADD = Problem(tests=[TestCase("1 2\n", "3\n")], time_limit_s=TL)
+ADD5 = Problem(tests=[TestCase(f"{i} {i}\n", f"{2 * i}\n") for i in range(5)], time_limit_s=TL)
+CALL = Problem(tests=[TestCase("1\n2\n", "3"), TestCase("5\n6\n", "11")], fn_name="add", time_limit_s=TL)
 CLEAN = Problem(tests=[TestCase("", "clean\n")], time_limit_s=2.0)
 
 CORRECT = "a, b = map(int, input().split())\nprint(a + b)"
@@ -91,7 +92,7 @@ print('clean' if not left else left)
 """
 MANY_FILES = "import os\nfor i in range(5000):\n    open(f'f{i}', 'w').close()\nprint(3)"
 # 4. time limits on every exit path
-EXIT0_SLOW = "import os, sys, time\ntime.sleep(0.7)\nprint(3)\nsys.stdout.flush()\nos._exit(0)"
+EXIT0_SLOW = "import os, sys, time\ntime.sleep(1.2)\nprint(3)\nsys.stdout.flush()\nos._exit(0)"  # limit 1.0 s
 # 8. judge faults vs program faults
 NAMED_INPUTERROR = "class InputError(Exception): pass\nraise InputError('bad input')"
 NAMED_MEMORYERROR_OK = "class Boom(Exception): pass\nraise Boom()"
@@ -140,7 +141,7 @@ def _root_layers(ex: Executor) -> dict:
 
 @pytest.fixture(scope="module")
 def ex():
-    with Executor(workers=1, time_limit_s=0.5, memory_limit_mb=512, output_limit_mb=1) as e:
+    with Executor(workers=1, time_limit_s=TL, memory_limit_mb=512, output_limit_mb=1) as e:
         yield e
 
 
@@ -173,9 +174,25 @@ def test_forged_frames_never_make_a_silent_program_pass(ex):
     _after_is_right(ex)
 
 
+def test_frame_decoders_reject_every_malformed_payload():
+    from microcoder_fast._C import frame
+
+    good = frame.encode_result(3, 1, 1, 0.5, 0.25, 1024, 7, b"E", b"msg", b"[1]")
+    assert frame.decode_result(good) == (3, 1, 1, 0.5, 0.25, 1024, 7, b"E", b"msg", b"[1]")
+    rng = random.Random(1)
+    bad = [good[:k] for k in range(len(good))] + [good + b"x"]
+    bad += [bytes(rng.randrange(256) for _ in range(rng.randrange(80))) for _ in range(300)]
+    for payload in bad:
+        with pytest.raises(ValueError):
+            frame.decode_result(payload)
+    for decode in (frame.decode_exit, frame.decode_begin, frame.decode_text):
+        with pytest.raises(ValueError):
+            decode(b"\x01\x02\x03")
+
+
 # --- 2. hangs -------------------------------------------------------------------------------------------
 def test_sleeping_program_with_large_inputs_ends_by_wall_clock(ex):
-    big = Problem(tests=[TestCase(("9 " * 75_000) + "\n", "x\n") for _ in range(4)], time_limit_s=0.5)
+    big = Problem(tests=[TestCase(("9 " * 75_000) + "\n", "x\n") for _ in range(4)], time_limit_s=TL)
     t0 = time.monotonic()
     r = judge1(ex, SLEEP_FOREVER, big)
     assert r.verdict == Verdict.TLE and "wall-clock" in r.message, r.message
@@ -236,17 +253,18 @@ def test_interleaving_hostile_and_known_programs_on_one_worker():
     """Every known program gets its right verdict whatever ran before it on the same worker."""
     rng = random.Random(11)
     items: list[tuple[str, Problem, set]] = []
-    for _ in range(6):
-        items += [(c, p, ok) for c, p, ok in HOSTILE]
+    timing_out = (SLEEP_FOREVER, BUSY, EXIT0_SLOW)
+    for rep in range(6):  # every hostile program 6 times; those that time out (a second each) 3 times
+        items += [(c, p, ok) for c, p, ok in HOSTILE if rep < 3 or c not in timing_out]
     slow = [(SLOW, ADD, {Verdict.TLE})] * 3
     known = [(c, p, {v}) for c, p, v in KNOWN] * 22 + slow
     items += known
     rng.shuffle(items)
-    with Executor(workers=1, time_limit_s=0.5, memory_limit_mb=512, output_limit_mb=1) as e:
+    with Executor(workers=1, time_limit_s=TL, memory_limit_mb=512, output_limit_mb=1) as e:
         if not (e.layers.get("root") and e.layers.get("namespaces")):
             items = [it for it in items if it[0] not in (SYSV_READ, DEEP_READ)]  # host IPC / host /dev/shm
         results = e.judge([(c, p) for c, p, _ in items])
-    assert len(results) > 250
+    assert len(results) >= 250
     wrong = [(i, r.verdict, ok, r.message) for i, ((c, p, ok), r) in enumerate(zip(items, results))
              if r.verdict not in ok]
     assert not wrong, wrong[:5]
@@ -277,7 +295,8 @@ def test_sigkilled_zygotes_are_judge_faults_that_are_retried():
         t = threading.Thread(target=killer)
         t.start()
         try:
-            results = e.judge([(CORRECT, ADD5 if i % 3 else ADD) for i in range(300)])
+            # the executor's 2 s limit: a zygote restarting on a busy host must not make a correct program slow
+            results = e.judge([(CORRECT, Problem(tests=(ADD5 if i % 3 else ADD).tests)) for i in range(300)])
         finally:
             stop.set()
             t.join()

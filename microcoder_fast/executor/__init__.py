@@ -11,25 +11,36 @@ forces one zygote kind). The child compiles the
 program once and runs the tests one after another in the same process, up to ``pipeline`` tests handed
 over ahead: per test, fresh globals (a fresh ``__main__`` in stdin mode; a fresh module with the LeetCode
 prelude and a fresh ``Solution()`` in call mode), and fds 0/1/2 re-pointed at one of a few memfd sets
-(input, stdout, stderr) the worker keeps and rotates: the child writes the test's input and empties the
-outputs before the test, the supervisor reads the outputs back itself and empties them after. The supervisor compares each
+(input, stdout, stderr) made for this generation: the supervisor writes the test's input and empties the
+outputs before the test, reads the outputs back itself and empties all three after. The standard streams
+are built as CPython's start-up builds them. The supervisor compares each
 output (expected outputs never enter a process untrusted code can read) and stops the child at the first
 failure when asked. If a program leaves the process in a state a fresh process would not have
 (``os._exit``, a fatal signal, daemon threads or children still running, a timeout), the child is
 discarded and a fresh one is forked for the remaining tests; every generation starts from a fresh fork
-of a clean zygote. The first test's deadline includes a start-up slack of 0.5 s (fork, sandbox entry,
-compiling a short source; sources over 64 KiB report compilation apart, with its own budget of
-``max(time_limit_s, 10)`` s); each test's ``wall_s`` is measured inside the child around the program.
+of a clean zygote. Modules: ``types`` (public types), ``worker`` (a worker's zygotes and the generation
+driver), ``verdicts`` (pure classification), ``api`` (the Executor's thread pool); the wire protocol is
+``csrc/frame.h``.
+
+Time. The zygote reports when it forked the generation (after cleaning up the previous one, which is
+never charged), the child reports when its first test began; a test is killed at its start + the limit +
+0.1 s, and a start-up slack of 0.5 s (fork, sandbox entry, compiling a short source) is spent once per
+generation; sources over 64 KiB get a compilation budget of ``max(time_limit_s, 10)`` s instead. Each
+test's ``wall_s`` is measured inside the child around the program; a child that dies without reporting is
+timed from its test's start to its reaping, so ``os._exit(0)`` after a late answer is TLE too.
 
 Isolation layers (``Executor.layers`` reports which are active on this host):
 
 * time: a wall-clock deadline per test enforced by the supervisor (SIGKILL), ``RLIMIT_CPU`` as a backstop
   (SIGXCPU = TLE);
-* memory: ``RLIMIT_AS`` = ``memory_limit_mb`` (MemoryError or a fatal signal near the limit = MLE). The
-  limit counts the interpreter's own mappings: about 30 MB for the plain zygote, about 110 MB for the
-  NumPy one (one BLAS thread, ``MALLOC_ARENA_MAX=2``), so ``import numpy`` fits far below the 2048 MB
-  default. No cgroup memory controller is used (not needed for the verdict; cgroup v2 is not mounted on
-  these hosts);
+* memory: as root, a cgroup per zygote (v1 ``memory.limit_in_bytes`` + ``pids.max``, or v2 ``memory.max``
+  + ``pids.max`` where the caller's cgroup allows child controllers), made under the caller's own cgroup,
+  that every generation child joins: ``memory_limit_mb`` then bounds everything the generation holds
+  (all its processes, memfds, tmpfs files, SysV shared memory); a cgroup OOM kill is MLE. Its counters are
+  reset per generation and nothing stays charged after one. ``RLIMIT_AS`` = ``memory_limit_mb`` applies to
+  each process as well (MemoryError or a fatal signal near the limit = MLE); it counts the interpreter's
+  own mappings: about 30 MB for the plain zygote, about 110 MB for the NumPy one (one BLAS thread,
+  ``MALLOC_ARENA_MAX=2``). ``layers["memory"]`` says which limits are active;
 * output: ``RLIMIT_FSIZE`` = the output cap + 1 byte applies to the stdout memfd (and every file), and the
   supervisor checks the size it reads back (OLE); a call-mode return value larger than the cap is OLE;
   ``RLIMIT_NPROC`` (per private uid), ``RLIMIT_NOFILE`` 256, ``RLIMIT_CORE`` = 0, ``RLIMIT_MSGQUEUE`` = 0;
@@ -42,10 +53,12 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
   the host. Filesystem: ``pivot_root`` into a fresh read-only root holding only read-only binds of the
   system and Python directories, a minimal ``/dev``, the namespace's own ``/proc`` and private tmpfs
   ``/tmp`` and ``/dev/shm``; the program's only writable places are its private working directory (also
-  ``$HOME`` and ``$TMPDIR``, removed after the generation) and ``/dev/shm`` (emptied after it). The
+  ``$HOME`` and ``$TMPDIR``) and ``/dev/shm``, each a fresh tmpfs per generation; each generation child
+  also gets a fresh IPC namespace (SysV objects and POSIX queues die with it). The
   caller's files and processes are not visible. If ``pivot_root`` fails the host tree stays visible but
-  ``/tmp``, ``/dev/shm``, ``/var/tmp`` become private tmpfs; without namespaces the host tree and network
-  are reachable (only the uid drop and seccomp still limit them);
+  ``/tmp``, ``/dev/shm``, ``/var/tmp`` become private tmpfs; without namespaces the host tree, network,
+  ``/dev/shm`` and IPC are shared (only the uid drop and seccomp still limit them) and the work dir is
+  removed, at any depth, and made anew per generation;
 * privileges: the child drops to a private uid/gid (1,000,000 + the zygote's pid, no groups), sets
   no_new_privs and is non-dumpable, so it cannot signal, ptrace or read the memory or ``/proc`` files of
   the zygote, the supervisor or the caller (all root). Without root the child keeps the caller's uid
@@ -59,14 +72,17 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
   without it the zygote is a child subreaper and kills every orphan it adopts;
 * environment: the zygote starts from a fixed minimal environment; nothing of the caller's leaks in;
 * host hygiene: ``close()`` / ``__exit__`` / ``atexit`` end the zygotes (EOF on their socket, then
-  SIGKILL) and reap them; a dead zygote is restarted and the generation retried (IE after 3 failures).
+  SIGKILL) and reap them. A judge fault (a zygote that died or did not start, a failed system call) is
+  retried on a fresh zygote, IE only after 4 failures in a row; nothing a program sends or names is IE:
+  a malformed, out-of-sequence or unexpected frame kills and reaps its generation and is RE.
 
 Fork cost: the zygote deliberately does not import ``threading`` or ``random`` (their at-fork hooks would
 run in every child: about 170 page faults per fork); programs that import them get fresh modules.
 
 Known limits: a program shares its generation child with the harness that reports its per-test status,
-so it could forge the status of its own tests (for example hide a nonzero exit after printing the right
-answer); it can never see expected outputs. State a program leaves inside imported modules carries over
+so it could forge the status and timing of its own tests (for example hide a nonzero exit after printing
+the right answer), never another generation's and never past the wall-clock kill; it can never see
+expected outputs. State a program leaves inside imported modules carries over
 between the tests of one generation (never between generations).
 """
 

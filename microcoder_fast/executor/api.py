@@ -36,7 +36,8 @@ class Executor:
     """Judge programs in sandboxed processes forked from clean pre-imported zygotes.
 
     ``workers`` zygotes run generations in parallel; ``time_limit_s`` is per test (wall clock, CPU as a
-    backstop), ``memory_limit_mb`` the address-space limit, ``compare`` the comparison mode (a name in
+    backstop), ``memory_limit_mb`` the memory limit of a generation (a cgroup limit over
+    all its processes where the host allows it, and RLIMIT_AS per process: see ``layers``), ``compare`` the comparison mode (a name in
     :data:`microcoder_fast.executor.compare.MODES`: ``"default"``, ``"lcb"``, ``"microcoder"``),
     ``output_limit_mb`` the stdout cap per test (OLE). Use as a context manager or call :meth:`close`.
 

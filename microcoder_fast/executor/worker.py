@@ -29,6 +29,7 @@ COMPILED_REPORT_BYTES = 65536
 START_SLACK_S = 0.5  # fork, sandbox entry and compiling a short source: once per generation
 TEST_GRACE_S = 0.1  # the harness' own work around a test (resetting state, reporting), past the limit
 CLEANUP_BOUND_S = 60.0  # the zygote must have cleaned up the previous generation and forked by then
+STARTED_POLL_S = 0.05  # how often the driver looks for the zygote's STARTED report while it has none
 EXIT_BOUND_S = 10.0  # a killed generation must be reaped by then
 MAX_ATTEMPTS = 4  # a generation is retried on a fresh zygote after a judge fault, at most this often
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -111,7 +112,7 @@ class Worker:
         z = _C.Zygote(argv, [f"{k}={v}" for k, v in SCRUBBED_ENV.items()])
         try:
             got = z.recv_zygote(60.0)
-        except RuntimeError:
+        except (RuntimeError, OSError):
             got = None
         if got is None or got[0] != _F.READY:
             z.close(0.5)
@@ -121,6 +122,7 @@ class Worker:
             )
         layers = json.loads(got[1])
         self._cgroup_dirs[z.pid] = list(layers.get("cgroup_dirs", ()))
+        _sweep_cgroups(self._cgroup_dirs[z.pid])
         if not self.layers or not numpy:
             self.layers = layers
         self.zygotes[numpy] = z
@@ -284,7 +286,10 @@ class Worker:
         g = _Gen(time.monotonic(), max(tl, 10.0) + 1.0 if long_source else job.slack_left)
         while k < n:
             deadline = self._deadline(g, tl)
-            ev = self._wait((g.t_req + CLEANUP_BOUND_S if deadline is None else deadline) - time.monotonic())
+            # until the zygote says it forked, look again every STARTED_POLL_S (it reports the fork
+            # without waking us: most children report BEGIN first anyway)
+            until = min(g.t_req + CLEANUP_BOUND_S, time.monotonic() + STARTED_POLL_S) if deadline is None else deadline
+            ev = self._wait(until - time.monotonic())
             kind, ftype, payload = ev
             now = time.monotonic()
             if kind == "timeout":
@@ -402,6 +407,30 @@ class Worker:
         # the moment the zygote reaped it; unknown if it never began
         wall = exit_report.reaped_ns * 1e-9 - g.test_start if g.begun else None
         return verdicts.from_exit(k, kind, exit_report, out, tail, wall, job.call, job.problem, job.rules)
+
+
+def _sweep_cgroups(dirs: list[str]) -> None:
+    """Remove the cgroups of zygotes that no longer exist (killed before they could remove their own), next
+    to the ones of a zygote that just started. A cgroup still in use cannot be removed, and a live
+    zygote's is never touched."""
+    for d in dirs:
+        parent = os.path.dirname(d)
+        try:
+            names = [n for n in os.listdir(parent) if n.startswith("mcf-zygote-")]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                os.kill(int(name.rsplit("-", 1)[1]), 0)
+                continue  # its zygote (or a process that took over its pid) is alive
+            except ProcessLookupError:
+                pass
+            except (ValueError, OSError):
+                continue
+            try:
+                os.rmdir(os.path.join(parent, name))
+            except OSError:
+                pass
 
 
 def _text(b: bytes) -> str:
