@@ -202,14 +202,6 @@ def from_exit(k: int, kind: str, ex: ExitReport, out: bytes | None, tail_b: byte
     return _finish(tr, rules)
 
 
-def all_modes_failed(results: list[TestResult]) -> bool:
-    """True once every compare mode has a test that is not AC among ``results`` (with stop-on-first-failure
-    the generation ends then: no test still to run can change any mode's verdict)."""
-    if not results:
-        return False
-    return all(any(r.verdicts.get(m, r.verdict) != Verdict.AC for r in results) for m in results[0].verdicts)
-
-
 def _mode_verdict(results: list[TestResult], n: int, mode: str, stop: bool) -> ModeVerdict:
     first = next((r for r in results if r.verdicts.get(mode, r.verdict) != Verdict.AC), None)
     if first is None:

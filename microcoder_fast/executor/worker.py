@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from microcoder_fast import _C
 from microcoder_fast.executor import checker, verdicts
@@ -70,6 +70,15 @@ class _Job:
     stop: bool
     results: list[TestResult]
     slack_left: float = START_SLACK_S
+    failed_modes: set = field(default_factory=set)  # compare modes with a test that is not AC so far
+
+    def record(self, tr: TestResult) -> bool:
+        """Add test tr's result; True once every compare mode has failed a test (then, with
+        stop-on-first-failure, no test still to run can change any mode's verdict)."""
+        self.results.append(tr)
+        self.failed_modes.update(m for m, v in (tr.verdicts or {self.rules.compare[0]: tr.verdict}).items()
+                                 if v != Verdict.AC)
+        return len(self.failed_modes) >= len(self.rules.compare)
 
 
 @dataclass
@@ -265,7 +274,6 @@ class Worker:
         """Fork one child from the zygote and run tests k.. in it, up to ``pipeline`` tests handed over
         ahead of the one running. Returns (next k, finished, CE message). Raises on a judge fault."""
         problem, source, tl, stop = job.problem, job.source, job.rules.time_limit_s, job.stop
-        results = job.results
         n = len(problem.tests)
         z = self.zygote
         s = self.s
@@ -336,10 +344,9 @@ class Worker:
                     return self._ended(job, k, self._malformed(k, g, job, why))
                 out, size, tail = z.take_output(k, s.output_limit, s.stderr_tail_bytes)
                 tr = verdicts.from_report(k, rep, out, size, tail, job.call, problem, job.rules)
-                results.append(tr)
+                failed = job.record(tr)
                 g.test_start = min(max(rep.end_ns * 1e-9, g.test_start), now)
                 k += 1
-                failed = verdicts.all_modes_failed(results)
                 # From here on the child's exit status is not needed: the zygote reaps and cleans it
                 # before it starts the next generation, and its EXIT report is dropped by its number.
                 if k >= n:  # the child exits by itself after the last test
@@ -370,9 +377,8 @@ class Worker:
 
     def _ended(self, job: _Job, k: int, tr: TestResult) -> tuple[int, bool, None]:
         """The child is gone after test k (reported in tr): record it; the next child starts at k + 1."""
-        job.results.append(tr)
+        failed = job.record(tr)
         k += 1
-        failed = verdicts.all_modes_failed(job.results)
         n = len(job.problem.tests)
         return (n if failed and job.stop else k), (failed and job.stop) or k >= n, None
 
