@@ -214,6 +214,19 @@ def test_nothing_survives_a_generation(ex, writer, reader):
     assert r.verdict == Verdict.AC, r.tests[0].message if r.tests else r.message
 
 
+def test_work_dir_is_recreated_at_any_depth_without_a_mount_namespace():
+    # isolation="none": no fresh tmpfs, the zygote removes the work dir (2000 levels: no depth limit, two
+    # descriptors at a time) and makes a new one (xattrs gone with it)
+    deep = ("import os\nfd = os.open('.', os.O_RDONLY)\nfor i in range(2000):\n    os.mkdir('d', dir_fd=fd)\n"
+            "    n = os.open('d', os.O_RDONLY, dir_fd=fd)\n    os.close(fd)\n    fd = n\n"
+            "try:\n    os.setxattr('.', 'user.bit', b'1')\nexcept OSError:\n    pass\nprint(3)")
+    reader = "import os\nprint('clean' if not os.listdir('.') and not os.listxattr('.') else 'dirty')"
+    with Executor(workers=1, isolation="none", time_limit_s=5.0) as e:
+        assert "recreated" in e.layers["writable_dirs"]
+        got = [r.verdict for r in e.judge([(deep, ADD), (reader, CLEAN)])]
+    assert got == [Verdict.AC, Verdict.AC]
+
+
 def test_stdin_file_holds_exactly_this_tests_input(ex):
     big = "7 " * 600_000  # larger than the output cap (1 MB)
     reader = ("import os, sys\ndata = sys.stdin.read()\n"
@@ -280,23 +293,30 @@ def test_sigkilled_zygotes_are_judge_faults_that_are_retried():
     kills = 0
     with Executor(workers=2, time_limit_s=2.0) as e:
 
+        first_seen: dict[int, float] = {}
+
         def killer() -> None:
+            # a zygote is killed at a random moment once it has lived 0.3 s (a fresh one must get to judge
+            # something, or one generation could meet MAX_ATTEMPTS faults in a row)
             nonlocal kills
-            while not stop.wait(rng.uniform(0.2, 0.6)):
-                w = rng.choice(e._workers)
-                z = w.zygote
-                if z is not None and z.pid > 0:
-                    try:
-                        os.kill(z.pid, signal.SIGKILL)
-                        kills += 1
-                    except ProcessLookupError:
-                        pass
+            while not stop.wait(rng.uniform(0.05, 0.2)):
+                z = rng.choice(e._workers).zygote
+                pid = z.pid if z is not None else -1
+                if pid <= 0 or time.monotonic() - first_seen.setdefault(pid, time.monotonic()) < 0.3:
+                    continue
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    kills += 1
+                except ProcessLookupError:
+                    pass
 
         t = threading.Thread(target=killer)
         t.start()
         try:
             # the executor's 2 s limit: a zygote restarting on a busy host must not make a correct program slow
-            results = e.judge([(CORRECT, Problem(tests=(ADD5 if i % 3 else ADD).tests)) for i in range(300)])
+            results: list[Result] = []
+            while len(results) < 300 or (kills < 10 and len(results) < 3000):
+                results += e.judge([(CORRECT, Problem(tests=(ADD5 if i % 3 else ADD).tests)) for i in range(100)])
         finally:
             stop.set()
             t.join()
