@@ -252,7 +252,7 @@ class Worker:
             if kind == "zygote_dead":
                 raise GenerationLost("the zygote died")
             if kind == "zygote":
-                raise GenerationLost(_text(ev[2]))
+                raise GenerationLost(_frame_text(ev[2]))
             if kind == "timeout":
                 if killed:
                     raise GenerationLost(f"the generation was not reaped within {EXIT_BOUND_S:g} s of SIGKILL")
@@ -333,7 +333,7 @@ class Worker:
                     return self._ended(job, k, self._malformed(k, g, job, "a malformed COMPILE_ERROR frame"))
             if kind == "ctl" and ftype == _F.SETUP_ERROR:
                 self._await_exit(kill=True)
-                raise GenerationLost(_text(payload))
+                raise GenerationLost(_frame_text(payload))
             if kind == "ctl" and ftype == _F.RESULT:
                 try:
                     rep = verdicts.Report.decode(payload)
@@ -398,7 +398,7 @@ class Worker:
         if kind == "zygote_dead":
             raise GenerationLost("the zygote died during a test")
         if kind == "zygote":
-            raise GenerationLost(_text(ev[2]))
+            raise GenerationLost(_frame_text(ev[2]))
         ex = ev if kind == "exit" else self._await_exit(kill=True)
         return self._from_exit(ex, k, g, job, kind)
 
@@ -437,6 +437,14 @@ def _sweep_cgroups(dirs: list[str]) -> None:
                 os.rmdir(os.path.join(parent, name))
             except OSError:
                 pass
+
+
+def _frame_text(payload: bytes) -> str:
+    """The message of a SETUP_ERROR or ZYGOTE_ERROR frame (one length-prefixed text field)."""
+    try:
+        return _text(_F.decode_text(payload))
+    except ValueError:
+        return _text(payload)
 
 
 def _text(b: bytes) -> str:
