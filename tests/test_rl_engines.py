@@ -112,11 +112,17 @@ def test_vllm_weight_sync_changes_outputs(vllm_engine, hf, monkeypatch):
                         lambda self, r: said.append(r.getMessage()) or real_filter(self, r))
     collect = logging.Handler()
     collect.emit = lambda r: shown.append(r.getMessage())
-    logging.getLogger(engines._RELOAD_LOGGER).addHandler(collect)
+    reload_logger = logging.getLogger(engines._RELOAD_LOGGER)
+    # the level vLLM logs at depends on who imported it first (TRL's import sets VLLM_LOGGING_LEVEL=ERROR
+    # when the integration tests ran earlier in this process): pin WARNING here so the filter is exercised
+    level = reload_logger.level
+    reload_logger.setLevel(logging.WARNING)  # setLevel (not the attribute) so logging's level cache is reset
+    reload_logger.addHandler(collect)
     try:
         vllm_engine.sync_weights(changed)
     finally:
-        logging.getLogger(engines._RELOAD_LOGGER).removeHandler(collect)
+        reload_logger.removeHandler(collect)
+        reload_logger.setLevel(level)
     assert "RotaryEmbedding: Failed to load weights" in said
     assert not any("RotaryEmbedding" in m for m in shown)
     after = vllm_engine.generate(PROMPTS, n=1, temperature=0.0, max_tokens=16, seed=5)
