@@ -165,7 +165,7 @@ def _cgroup(name: str, limit_gb: float) -> str | None:
         if os.path.isdir(d):
             os.rmdir(d)
         os.makedirs(d)
-        limit = str(int(limit_gb * 2**30))
+        limit = str(int(limit_gb * 2**30))  # GiB
         with open(os.path.join(d, "memory.limit_in_bytes"), "w") as f:
             f.write(limit)
         for knob, value in (("memory.memsw.limit_in_bytes", limit), ("memory.swappiness", "0")):
@@ -199,7 +199,7 @@ def child(path: str, length: int, args: argparse.Namespace) -> dict:
     if proc.returncode == 0:
         row = json.loads(proc.stdout.strip().splitlines()[-1])
     elif oom or proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower():
-        row = dict(keys, oom=f"OOM (> {args.mem_limit_gb:g} GB cap)" if cg else "OOM")
+        row = dict(keys, oom=f"OOM (killed at the {args.mem_limit_gb:g} GiB cap)" if cg else "OOM")
     else:
         row = dict(keys, error=(proc.stderr.strip().splitlines() or ["?"])[-1][:100])
     print(json.dumps(row), flush=True)
@@ -230,8 +230,9 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
             if ref is not None and ref is not r:
                 dl = f"{abs(r['loss'] - ref['loss']):.1e}"
                 dg = f"{abs(r['grad_norm'] - ref['grad_norm']) / max(ref['grad_norm'], 1e-30):.1e}"
+            ref_cell = "(ref)" if ref is r else ref_name or "none (logits and fused out of memory)"
             out.append(f"| {length} | {p} | {r['time_s']:.1f} | {r['peak_gb']:.2f} | {r['rise_gb']:.2f} | {dl} | {dg} | "
-                       f"{ref_name if ref is not r else '(ref)'} |")
+                       f"{ref_cell} |")
     memo = "CUDA max_memory_allocated" if torch.cuda.is_available() else "peak RSS (VmHWM) of the row's own process"
     return "\n".join(out) + f"\n\nMemory: {memo}. One update per row, each in a fresh process.\n"
 
@@ -246,7 +247,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                     help="compute dtype (default: bfloat16 on CUDA, float32 on CPU); master weights stay fp32")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="memory cgroup cap per row (CPU)")
+    ap.add_argument("--mem-limit-gb", type=float, default=12.0, help="memory cgroup cap per row in GiB (CPU)")
     ap.add_argument("--cgroup", default="bench_train_step", help="cgroup name prefix under " + CGROUP_ROOT)
     ap.add_argument("--out", default=None, help="append the table to this markdown file")
     ap.add_argument("--write-model", default=None, metavar="DIR",
