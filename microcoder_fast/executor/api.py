@@ -19,6 +19,7 @@ from concurrent.futures import Future
 
 from microcoder_fast.executor import compare as _compare
 from microcoder_fast.executor.types import (
+    Closing,
     ModeVerdict,
     Problem,
     Result,
@@ -32,7 +33,7 @@ from microcoder_fast.executor.worker import Settings, Worker
 __all__ = ["Executor", "ModeVerdict", "Problem", "Result", "TestCase", "TestResult", "Verdict"]
 
 
-class Executor:
+class Executor(Closing):
     """Judge programs in sandboxed processes forked from clean pre-imported zygotes.
 
     ``workers`` zygotes run generations in parallel; ``time_limit_s`` is per test (wall clock, CPU as a
@@ -250,18 +251,6 @@ class Executor:
                 job[0].set_result(Result(Verdict.IE, 0, 0, message="executor closed before this job ran"))
         try:
             atexit.unregister(self._atexit)
-        except Exception:
-            pass
-
-    def __enter__(self) -> Executor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
         except Exception:
             pass
 

@@ -51,6 +51,8 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
+from microcoder_fast.executor.types import Closing
+
 _RAY_HINT = 'the Ray backend needs ray: pip install "microcoder_fast[ray]"'
 
 
@@ -180,7 +182,7 @@ _STOP = object()
 _CANCEL = object()
 
 
-class RayExecutor:
+class RayExecutor(Closing):
     """The judge on a Ray cluster; same ``submit`` / ``judge`` / ``judge_iter`` as the local Executor.
 
     ``address``: a Ray address (``"auto"`` = the cluster this machine joined with ``ray start``, ``None``
@@ -420,18 +422,6 @@ class RayExecutor:
             t.join(timeout=30)
         if self._owns_ray:
             _ray().shutdown()
-
-    def __enter__(self) -> RayExecutor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # --- driver internals (the dispatcher thread owns everything below) -----------------------------------
     def _submit(self, code: str | bytes, problem: Any, stop: bool, index: int | None,

@@ -12,7 +12,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TypeVar
 
+
+_C = TypeVar("_C", bound="Closing")
 
 class Verdict(str, Enum):
     """Outcome of a test or a generation (str-valued: ``Verdict.AC == "AC"``)."""
@@ -193,3 +196,24 @@ def check_item(code: object, problem: object, i: int | None) -> None:
         raise TypeError(f"{where}code must be str or bytes, got {type(code).__name__}")
     if not isinstance(problem, Problem):
         raise TypeError(f"{where}problem must be a microcoder_fast.executor.Problem, got {type(problem).__name__}")
+
+
+class Closing:
+    """Context-manager and finaliser glue shared by the judges (``Executor``, ``RayExecutor``): ``with`` closes
+    the judge, and so does garbage collection (an error there is dropped, as Python drops them in ``__del__``).
+    Subclasses define ``close()``, which must be safe to call twice."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
