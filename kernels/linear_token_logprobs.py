@@ -19,6 +19,8 @@ Four GEMMs in all (forward, the backward's recompute, two gradient GEMMs): the u
 is unknown in the forward. When the loss is the GRPO loss it is known, and ``ops.linear_grpo_loss`` needs three.
 
 The temperature is a runtime float; the row (token) results do not depend on other tokens.
+
+Imports only torch and triton; never anything of microcoder_fast outside kernels/.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""`python -m microcoder_fast` / `microcoder-info`: print what this install can do."""
+"""`python -m microcoder_fast` / `microcoder-info`: print what this install can do.
+
+Imports only ``microcoder_fast.info``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What this install can do: the compiled core, torch and its device, Triton, vLLM, CPUs."""
+"""What this install can do: the compiled core, torch and its device, Triton, vLLM, CPUs.
+
+Imports torch, triton and vLLM only to report on them (each optional); never ``rl`` or the executor's threads.
+"""
 
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ pass@k is printed and written as a fraction in [0, 1], as the trainer reports it
 Exit status: 0 after a run (whatever the verdicts); 2 for usage errors (bad flags, an unreadable or empty
 problem or samples file, samples none of whose problem ids is in the problem set); 1 when the judge cannot
 start on this host; 130 when interrupted (rerun the same command to resume).
+
+Parsing and printing only: imports ``data`` and ``executor``; never torch, ``ops`` or ``rl``. Nothing imports
+it.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ Every run starts by printing the preset in use and the keys that differ from the
 came from. A user-caused error (a bad key or value, a missing data file, nothing to resume) is one line on
 stderr and exit status 2, before any run directory is created. Ctrl-C prints one line: the last checkpoint and
 the command that resumes from it (exit status 130).
+
+Parsing and printing only: imports ``rl``; the judge and the kernels come through it. Nothing imports it.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ and in two of three seeds GRPO raises both kinds (new statements 0.45 -> 0.64 an
 combinations 0.10 -> 0.27 and 0.15 -> 0.26); the third seed stays flat. With one statement per task, GRPO's
 gains stayed on the training prompts (held-out +0.015 mean over three seeds).
 Tests are computed by plain Python functions here (the reference solutions' semantics), never by running code.
+
+Imports ``data.problem`` and the executor's plain types; never torch, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Rules, in order:
    with none, the outcome is ``no_code`` (a cut-off half program is not an answer).
 5. With no Python block at all, the whole text is the program if it parses and holds at least one real
    statement (a bare name or constant, e.g. the word ``Hello``, does not count); else ``no_code``.
+
+Imports only the standard library; never torch, the executor, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

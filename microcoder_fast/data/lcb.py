@@ -36,6 +36,8 @@ name            contest dates          meaning
 The v5/v6 boundary is the one point where sources differ (release_v5 is described as running "to Jan
 2025"); this package follows the MicroCoder paper's usage, v6 = problems from 2025-01 on. Pass
 ``start_date`` / ``end_date`` to choose any other window; they narrow the release window further.
+
+Imports ``data.problem`` and the executor's plain types; never torch, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

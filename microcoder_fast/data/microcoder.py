@@ -12,6 +12,8 @@ argument line) or lists of argument values, and its outputs strings (JSON) or va
 Validation never lets a bad row into training: an unreadable line, a row without an id or statement, a
 duplicate id, or a row whose tests are unusable (lengths differ, wrong types, none at all) is reported with
 its line number (``ProblemList.skipped`` and a warning) and skipped.
+
+Imports ``data.lcb``, ``data.problem`` and the executor's plain types; never torch, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ A problem is either in *stdin mode* (``fn_name is None``: the program reads stdi
 function or ``Solution`` method to call; a test's ``input`` holds one JSON value per line, one line per
 argument, and ``output`` is the JSON of the expected return value). This is the LiveCodeBench convention and
 the one `microcoder_fast.executor.Problem` judges.
+
+Imports only the executor's plain types (``executor.types``); never torch, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

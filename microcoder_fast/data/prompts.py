@@ -4,6 +4,8 @@ The user message has three parts: ``### Question`` (the statement), ``### Format
 starter code" with the starter code in a python fence, or "read stdin, write stdout" with an empty python
 fence) and ``### Answer``. With a tokenizer that has a chat template, the system and user messages are
 rendered through it with the generation prompt appended; otherwise the plain user text is returned.
+
+Imports only ``data.problem``; never torch, the executor, ``ops`` or ``rl``.
 """
 
 from __future__ import annotations

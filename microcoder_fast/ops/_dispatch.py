@@ -12,6 +12,8 @@
 - ``register_logprob_autograd(op, n_diff, backward)``: the autograd glue shared by the log-prob ops.
 - ``addmm_f32(acc, a, b)``: ``acc += a @ b`` into an fp32 accumulator, in place (the hidden-state ops' GEMMs).
 - ``ignored_rows(target, ignore_index)``: the rows an ignore index drops.
+
+Imports torch and triton; never ``rl``, ``data`` or the executor.
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ device when it is 1). ``inplace_backward=True`` writes the gradient into the log
 allocation; the logits' values are gone afterwards). ``loss_scale`` is folded into the gradient written in the
 forward. Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``), a chunked torch path
 with bounded memory on CPU; the aggregation and metrics (``ops._loss``) are shared by both.
+
+Imports torch, ``kernels``, ``reference`` and the other ``ops`` helpers; never ``rl``, ``data`` or the
+executor.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """``ops.group_advantages``: group-normalised GRPO advantages (torch.library custom op).
 
 Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``), the torch reference elsewhere.
+
+Imports torch, ``kernels``, ``reference`` and the other ``ops`` helpers; never ``rl``, ``data`` or the
+executor.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The op returns the loss, a metrics vector and ``dloss/dlogp`` (computed in the f
 row-local once the aggregation weights are known from the mask); the registered autograd formula scales that
 saved gradient by the incoming one. Triton on CUDA (and on CPU tensors inside ``_dispatch.triton_interpreter()``),
 the torch reference on CPU; the aggregation and the metrics (``ops._loss``) are shared by both paths.
+
+Imports torch, ``kernels``, ``reference`` and the other ``ops`` helpers; never ``rl``, ``data`` or the
+executor.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ and fake kernels (``torch.compile(fullgraph=True)`` traces through them).
   slice [chunk_vocab, D] in fp32, in a fixed order (deterministic, no atomics). Extra memory: the workspace,
   the fp32 d-weight slice and O(N) (fp32 row statistics and the fp32 d hidden accumulator).
 - CPU: the torch reference with the same tiling (``reference/linear_token_logprobs.py``).
+
+Imports torch, ``kernels``, ``reference`` and the other ``ops`` helpers; never ``rl``, ``data`` or the
+executor.
 """
 
 from __future__ import annotations

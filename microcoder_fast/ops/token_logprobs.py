@@ -4,6 +4,9 @@ Registered as torch.library custom ops (``microcoder_fast::token_logprobs_fwd`` 
 ``_bwd_inplace``) with autograd and fake kernels, so ``torch.compile(fullgraph=True)`` traces through them.
 CUDA tensors run the Triton kernels in ``microcoder_fast.kernels.token_logprobs``; CPU tensors run the torch
 reference a bounded chunk of rows at a time (never a [tokens, vocab] fp32 buffer).
+
+Imports torch, ``kernels``, ``reference`` and the other ``ops`` helpers; never ``rl``, ``data`` or the
+executor.
 """
 
 from __future__ import annotations

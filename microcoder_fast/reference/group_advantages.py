@@ -4,6 +4,8 @@
 (the ``group_size`` consecutive responses to one prompt). NaN rewards (unscorable responses) are left out of the
 statistics and get advantage 0 when ``nan_policy="ignore"``. See ``microcoder_fast.ops.group_advantages`` for the
 flags that reproduce verl's and TRL's conventions.
+
+Imports only torch; never ``kernels``, ``ops``, ``rl`` or the executor.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@
   with an online log-sum-exp over vocabulary chunks; extra memory is one fp32 tile (plus a [chunk_vocab, D]
   fp32 copy of the weight slice and a [chunk_vocab, D] gradient accumulator) and O(N) row statistics (the
   hidden-state gradient is accumulated in an [N, D] fp32 buffer). Never an [N, V] buffer. The CPU path.
+
+Imports only torch and ``reference.token_logprobs``; never ``kernels``, ``ops``, ``rl`` or the executor.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@
 Conventions (shared with the kernels): logits are divided by the temperature; log-probs are clamped to
 ``<= 0``; a ``-inf`` target logit gives ``-inf``; a row whose logits are all ``-inf`` gives log-prob ``-inf``,
 entropy 0 and a zero gradient (never NaN); ``-inf`` entries contribute nothing to the entropy.
+
+Imports only torch; never ``kernels``, ``ops``, ``rl`` or the executor.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ prints that at the start of every run. The fully resolved config is written to `
 ``resume``: ``none`` (start fresh), ``auto`` (the latest checkpoint in ``run_dir``, or in the newest
 ``runs/<name>-*`` that has one; starts fresh when there is none) or a checkpoint directory
 (``RUN_DIR/checkpoints/step_NNNNNN``; an error when it holds no checkpoint).
+
+Imports yaml, the compare-mode registry and ``rl.temperature``; never torch (a config is read before any
+model), ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ Topology (one step, K ranks; ``train_batch_size`` and ``ppo_mini_batch_size`` mu
 
 FSDP2 runs on CPU with gloo (torch 2.13): the 2-process test (tests/test_rl_distributed.py) checks that one
 step equals a single process on the same global batch. ``torchrun --nproc_per_node 1`` is a single process.
+
+Imports torch.distributed, transformers and ``rl.config``; never ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

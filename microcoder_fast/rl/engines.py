@@ -9,6 +9,8 @@ judge while the engine keeps generating (reward overlapped with generation).
 ``engine.sync_weights(model)`` makes the engine sample from the trainer's current weights: a no-op for
 the HF engine (it samples from the trainer's model object itself); for vLLM the state dict is loaded in
 place with ``collective_rpc("reload_weights", ...)`` and the prefix cache is reset.
+
+Imports torch and, lazily, vLLM; never the executor, ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ A response's advantage is zeroed (it still counts in its group's mean and std) w
 Mode ``all`` masks every truncated response (DeepCoder's overlong filtering); mode ``none`` masks nothing.
 One draw is taken per response in every mode, so the random stream (and therefore resume) does not depend
 on which responses were truncated.
+
+Imports only torch; never the executor, ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

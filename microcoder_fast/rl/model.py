@@ -4,6 +4,8 @@ Nothing is downloaded. ``build_tiny_model(out_dir)`` writes an HF-format directo
 weights, ``tokenizer.json``) that both ``transformers`` and vLLM load. The tokenizer maps every byte to
 one token (GPT-2's byte-to-unicode alphabet, no merges) plus a few special tokens, so any text round-trips
 exactly and the vocabulary stays small enough for a CPU.
+
+Imports torch, transformers and tokenizers; never the executor, ``ops``, ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

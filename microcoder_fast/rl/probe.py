@@ -5,6 +5,8 @@ It builds the trainer exactly as training would (including the supervised warm-u
 since the probe must see the model RL starts from), samples ``group_size`` responses for ``probe_prompts``
 training prompts at each temperature of ``probe_temperatures``, judges them, and writes
 ``RUN_DIR/probe_temperature.json`` with the table, the chosen T and the reason.
+
+Imports ``rl`` (config, trainer, temperature, diversity) and ``data``; never ``cli`` or ``integrations``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ completion with no code gets outcome ``no_code`` and reward 0 without touching t
 program goes to ``Executor.submit`` at once and a future is returned, so judging runs in the executor's
 worker processes while the rollout engine keeps generating (``backend="ray"``: in the Executor of every node
 of a Ray cluster, ``executor/ray_backend.py``). Reward is 1 iff every (capped) test passes.
+
+Imports the executor and ``data`` (never torch: rewards are judged in the sandbox, out of this process); never
+``cli`` or ``integrations``.
 """
 
 from __future__ import annotations
