@@ -114,6 +114,9 @@ def plot_run(run_dir: str | os.PathLike[str]) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        steps = [x for _, series in drawn for _, (xs, _, _) in series for x in xs]
+        if max(steps) - min(steps) < 2:  # one or two steps: widen so the integer locator has ticks to place
+            axes[-1, 0].set_xlim(min(steps) - 1, max(steps) + 1)
         axes[-1, 0].set_xlabel("RL step")
         axes[0, 0].set_title(title)
         p = out / f"{name}.png"
