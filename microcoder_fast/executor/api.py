@@ -27,6 +27,7 @@ from microcoder_fast.executor.types import (
     TestResult,
     Verdict,
     check_item,
+    next_item,
 )
 from microcoder_fast.executor.worker import Settings, Worker
 
@@ -199,15 +200,11 @@ class Executor(Closing):
         exhausted = False
         while True:
             while not exhausted and in_flight < limit:
-                try:
-                    i, item = next(it)
-                except StopIteration:
+                nxt = next_item(it)
+                if nxt is None:
                     exhausted = True
                     break
-                if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                    raise TypeError(f"item {i} must be a (code, Problem) pair, got {type(item).__name__}")
-                code, problem = item
-                check_item(code, problem, i)
+                i, code, problem = nxt
                 fut: Future = Future()
                 fut.add_done_callback(done.put)
                 self._jobs.put((fut, code, problem, stop_on_first_failure, i))

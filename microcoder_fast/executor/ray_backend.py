@@ -51,7 +51,7 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
-from microcoder_fast.executor.types import Closing
+from microcoder_fast.executor.types import Closing, next_item
 
 _RAY_HINT = 'the Ray backend needs ray: pip install "microcoder_fast[ray]"'
 
@@ -365,8 +365,6 @@ class RayExecutor(Closing):
         """Yield each Result as soon as its node returns it (completion order; ``result.index`` is the input
         position). The input is consumed lazily, at most ``max_in_flight`` items ahead (default: twice the
         cluster's slots, re-read as nodes join). Leaving the loop early, or Ctrl-C, cancels the rest."""
-        from microcoder_fast.executor.types import check_item
-
         done: queue.SimpleQueue = queue.SimpleQueue()
         futs: set[Future] = set()
         it = iter(enumerate(items))
@@ -375,15 +373,11 @@ class RayExecutor(Closing):
             while True:
                 limit = max_in_flight or max(16, 2 * self._capacity)
                 while not exhausted and len(futs) < limit:
-                    try:
-                        i, item = next(it)
-                    except StopIteration:
+                    nxt = next_item(it)
+                    if nxt is None:
                         exhausted = True
                         break
-                    if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                        raise TypeError(f"item {i} must be a (code, Problem) pair, got {type(item).__name__}")
-                    code, problem = item
-                    check_item(code, problem, i)
+                    i, code, problem = nxt
                     fut = self._submit(code, problem, stop_on_first_failure, i, return_output)
                     futs.add(fut)
                     fut.add_done_callback(done.put)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypeVar
@@ -188,6 +188,19 @@ class Result:
     @property
     def accepted(self) -> bool:
         return self.verdict == Verdict.AC
+
+
+def next_item(items: Iterator[tuple[int, object]]) -> tuple[int, str | bytes, Problem] | None:
+    """The next ``(index, code, problem)`` of an enumerated ``judge_iter`` input, checked; ``None`` at its end."""
+    try:
+        i, item = next(items)
+    except StopIteration:
+        return None
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise TypeError(f"item {i} must be a (code, Problem) pair, got {type(item).__name__}")
+    code, problem = item
+    check_item(code, problem, i)
+    return i, code, problem
 
 
 def check_item(code: object, problem: object, i: int | None) -> None:
