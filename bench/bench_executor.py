@@ -449,14 +449,19 @@ def before_after(args: argparse.Namespace, rows: list[Row]) -> str:
         lines.append(f"| {name} | {rs[0]['layers_memory'].split(' per ')[0][:48]} | {cell('suite_s', '{:.2f}')} | "
                      f"{cell('per_gen_ms', '{:.2f}')} | {cell('per_gen_cpu_ms', '{:.2f}')} | "
                      f"{cell('per_test_ms', '{:.3f}')} | {cell('per_test_cpu_ms', '{:.3f}')} |")
+    # each round ran before and after back to back: their ratio cancels the drifts of a shared host
+    ratios = sorted(a["suite_s"] / b["suite_s"] for a, b in zip(runs["after"], runs["before"]))
+    wins = sum(r < 1 for r in ratios)
+    lines += ["", f"Suite wall time, after / before in the same round: median {med(ratios):.3f} "
+              f"[{ratios[0]:.3f}-{ratios[-1]:.3f}]; after faster in {wins} of {len(ratios)} rounds."]
     b, a = runs["before"][0]["verdicts"], runs["after"][0]["verdicts"]
     diff = [(rows[i].task_id, rows[i].mode, rows[i].kind, x, y) for i, (x, y) in enumerate(zip(b, a)) if x != y]
     lines += ["", f"Verdicts that differ between before and after: {len(diff)} of {len(rows)}"]
     lines += [f"- {t} {m} {k}: {x} -> {y}" for t, m, k, x, y in diff[:20]]
     cg = [med([r[k] for r in runs["after"]]) - med([r[k] for r in runs["after, no cgroup"]])
           for k in ("per_gen_ms", "per_gen_cpu_ms")]
-    lines += ["", f"Generation cgroup (the child joins it, counters reset, OOM count and peak read, per "
-              f"generation): {cg[0]:+.3f} ms wall, {cg[1]:+.3f} ms CPU per generation (after minus "
+    lines += ["", f"Generation cgroup (generations are born in their zygote's cgroup; its peak counter reset and "
+              f"the OOM count and peak read per generation): {cg[0]:+.3f} ms wall, {cg[1]:+.3f} ms CPU per generation (after minus "
               "after-without-cgroup, medians). CPU = this process and every descendant (zygotes, children), "
               "from getrusage after the executor closed; per-generation and per-test figures are the "
               "difference between runs of N and 2N, so start-up cancels out."]

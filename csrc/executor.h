@@ -34,6 +34,10 @@ struct ChildConfig {
 // (errno set by that step).
 int enter_child_core(const ChildConfig& c, const char** what);
 
+// In the zygote, once, before it serves (if the children are to run under seccomp): the long part of the
+// generation filter, which every child inherits. Returns false (errno set) if the kernel refused it.
+bool install_zygote_seccomp();
+
 void init_sandbox(pybind11::module_& m);     // _C.sandbox: namespaces, mounts, process primitives
 void init_zygote(pybind11::module_& m);      // _C.sandbox.zygote_loop (needs _C.sandbox)
 void init_child(pybind11::module_& m);       // _C.child: the harness' helpers (child.h)

@@ -99,6 +99,17 @@ void reset_file(int fd) {
     if (lseek(fd, 0, SEEK_SET) < 0) throw SysError("lseek of a test I/O memfd", errno);
 }
 
+// A set's stdin file holds exactly `input`, rewound. Truncation (a metadata update, the costly part) only
+// when the file is longer than the new input.
+void load_input(int fd, const std::string& input) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) throw SysError("fstat of a test I/O memfd", errno);
+    if (static_cast<uint64_t>(st.st_size) > input.size() && ftruncate(fd, static_cast<off_t>(input.size())) != 0)
+        throw SysError("ftruncate of a test I/O memfd", errno);
+    pwrite_all(fd, input);
+    if (lseek(fd, 0, SEEK_SET) < 0) throw SysError("lseek of a test I/O memfd", errno);
+}
+
 }  // namespace
 
 // One zygote process and the generation it runs. Not thread-safe: one Python thread drives one Zygote.
@@ -112,8 +123,9 @@ void reset_file(int fd) {
 // generation and closed when it ends (no content, times or xattrs survive it): test j uses set j % S,
 // and a child receives a set's descriptors with the first TEST frame that uses it. Before sending a test
 // the supervisor writes its input into the set's stdin file and empties the outputs; after reading test
-// j's outputs it empties all three files. With at most S tests handed ahead, test j + S is sent only
-// after test j's output was read, so outputs never mix. The output cap is enforced twice: RLIMIT_FSIZE
+// j's outputs it empties and rewinds them (the stdin file is overwritten by the next test that uses the
+// set). With at most S tests handed ahead, test j + S is sent only after test j's output was read, so
+// outputs never mix; a set's outputs are therefore empty whenever a test is sent on it. The output cap is enforced twice: RLIMIT_FSIZE
 // in the child (SIGXFSZ) and the size check here.
 class Zygote {
 public:
@@ -237,13 +249,14 @@ public:
     // the TEST frame (with the set's descriptors the first time) is written without blocking.
     bool send_test(int index, bool last, const std::string& input) {
         py::gil_scoped_release nogil;
+        return send_test_nogil(index, last, input);
+    }
+
+    bool send_test_nogil(int index, bool last, const std::string& input) {
         if (!ctl_ || ctl_eof_ || sets_.empty() || index < 0) return false;
         size_t s = static_cast<size_t>(index) % sets_.size();
         Set& st = sets_[s];
-        reset_file(st.in.get());
-        pwrite_all(st.in.get(), input);
-        reset_file(st.out.get());
-        reset_file(st.err.get());
+        load_input(st.in.get(), input);
         std::vector<UniqueFd> fds;
         if (!st.handed) {
             fds.push_back(dup_fd(st.in.get()));
@@ -308,34 +321,41 @@ public:
     }
 
     // Read back test `index`'s stdout (None if it passed out_cap bytes) and the last tail_cap bytes of its
-    // stderr, then empty the set's three files. Returns (stdout | None, stdout_size, stderr_tail).
-    py::tuple take_output(int index, uint64_t out_cap, uint64_t tail_cap) {
+    // stderr, then empty and rewind both; then, if send_index >= 0, queue that test as send_test() does
+    // (its set may be the one just freed: one call, one release of the GIL, per test). Returns
+    // (stdout | None, stdout_size, stderr_tail, sent).
+    py::tuple take_output(int index, uint64_t out_cap, uint64_t tail_cap, int send_index, bool send_last,
+                          const std::string& send_input) {
         std::string out, tail;
         long long size = -1;
-        bool over = false;
+        bool over = false, sent = false;
         {
             py::gil_scoped_release nogil;
             if (!sets_.empty() && index >= 0) {
                 const Set& o = sets_[static_cast<size_t>(index) % sets_.size()];
                 struct stat st;
-                if (fstat(o.out.get(), &st) == 0) size = st.st_size;
+                if (fstat(o.out.get(), &st) != 0) throw SysError("fstat of a test I/O memfd", errno);
+                size = st.st_size;
                 if (size > static_cast<long long>(out_cap)) {
                     over = true;
                 } else if (size > 0) {
                     out = pread_all(o.out.get(), 0, static_cast<size_t>(size));
                 }
-                if (fstat(o.err.get(), &st) == 0 && st.st_size > 0) {
-                    uint64_t esz = static_cast<uint64_t>(st.st_size);
+                if (fstat(o.err.get(), &st) != 0) throw SysError("fstat of a test I/O memfd", errno);
+                long long esize = st.st_size;
+                if (esize > 0) {
+                    uint64_t esz = static_cast<uint64_t>(esize);
                     uint64_t off = esz > tail_cap ? esz - tail_cap : 0;
                     tail = pread_all(o.err.get(), static_cast<off_t>(off), static_cast<size_t>(esz - off));
                 }
-                for (const UniqueFd* f : {&o.in, &o.out, &o.err}) {
-                    if (ftruncate(f->get(), 0) != 0) throw SysError("ftruncate of a test I/O memfd", errno);
-                }
+                // an untouched file is left alone (its offset was not moved by a write either)
+                if (size != 0) reset_file(o.out.get());
+                if (esize != 0) reset_file(o.err.get());
             }
+            if (send_index >= 0) sent = send_test_nogil(send_index, send_last, send_input);
         }
         py::object o = over ? py::object(py::none()) : py::object(py::bytes(out));
-        return py::make_tuple(o, size, py::bytes(tail));
+        return py::make_tuple(o, size, py::bytes(tail), sent);
     }
 
     bool zygote_alive() {
@@ -563,8 +583,15 @@ void init_supervisor(py::module_& m) {
         .def("kill_generation", &Zygote::kill_generation)
         .def("wait_event", &Zygote::wait_event, py::arg("timeout_s"), py::arg("max_frame"))
         .def("started_ns", &Zygote::started_ns)
-        .def("take_output", &Zygote::take_output, py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"))
-        .def("end_generation", &Zygote::end_generation)
+        .def("take_output",
+             [](Zygote& z, int index, uint64_t out_cap, uint64_t tail_cap, int send_index, bool send_last,
+                py::bytes send_input) {
+                 return z.take_output(index, out_cap, tail_cap, send_index, send_last, std::string(send_input));
+             },
+             py::arg("index"), py::arg("out_cap"), py::arg("tail_cap"), py::arg("send_index") = -1,
+             py::arg("send_last") = false, py::arg("send_input") = py::bytes())
+        // closing a generation's memfds frees their pages (on return from close): not under the GIL
+        .def("end_generation", &Zygote::end_generation, py::call_guard<py::gil_scoped_release>())
         .def("zygote_alive", &Zygote::zygote_alive)
         .def("close", &Zygote::close_all, py::arg("grace_s") = 1.0);
 }

@@ -2,10 +2,9 @@
 // (Python's reference counting would copy-on-write shared pages in both processes). The loop reads
 // frames from the supervisor, forks one child per RUN frame and, in that child, enters the sandbox and
 // returns to Python with the program; in the zygote it reports STARTED, waits for the child (pidfd),
-// honours KILL frames of that generation, kills whatever the generation left running, recreates the
-// writable directories (a fresh tmpfs each, or removal without depth limit where there is no mount
-// namespace), reads the generation's cgroup counters and reports EXIT. Every frame carries the
-// generation's sequence number.
+// honours KILL frames of that generation, kills whatever the generation left running, reads the
+// generation's cgroup counters, reports EXIT and swaps in fresh writable mounts (Writable; removal without
+// depth limit where there is no mount namespace). Every frame carries the generation's sequence number.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +17,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -29,6 +29,7 @@
 #include <cstring>
 #include <deque>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <pybind11/stl.h>
@@ -120,13 +121,14 @@ struct Zy {
     int uid = -1, gid = -1;
     bool pid1 = false;
     bool seccomp = false;
-    long tmpfs_mb = 0;                  // > 0: every writable dir is a fresh tmpfs per generation
-    std::vector<std::string> shm_dirs;  // world-writable dirs (/dev/shm) remounted per generation
+    long tmpfs_mb = 0;                  // > 0: every writable mount is a fresh tmpfs per generation
     bool new_ipc = false;               // each generation child gets a fresh IPC namespace
-    std::vector<int> cg_procs;          // cgroup.procs files the child joins ("0" = itself)
+    std::string child_oom_adj;          // written to the child's oom_score_adj ("": nothing)
     std::vector<int> cg_reset;          // counters reset before each generation
     int cg_oom = -1;                    // memory.oom_control (v1) / memory.events (v2): "oom_kill N"
-    int cg_peak = -1;                   // memory.max_usage_in_bytes (v1) / memory.peak (v2)
+    int cg_peak = -1;                   // memory.max_usage_in_bytes (v1) / memory.peak (v2), reported above
+                                        // the reset value (the zygote's own charge)
+    int last_pid_fd = -1;               // /proc/sys/kernel/ns_last_pid of the zygote's PID namespace
 };
 
 void kill_tree(const Zy& z, pid_t child) {
@@ -185,31 +187,175 @@ void kill_strays(const Zy& z, pid_t child) {
     }
 }
 
-bool fresh_tmpfs(const std::string& path, long mb, const char* mode, int uid, int gid) {
-    ::umount2(path.c_str(), MNT_DETACH);  // EINVAL the first time (not yet a mount point): fine
-    std::string opts = "size=" + std::to_string(mb) + "m,mode=" + mode;
-    if (uid >= 0) opts += ",uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
-    return ::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) == 0;
+// A writable mount point as the zygote's Python side describes it: (path, root mode, root owned by the
+// generation's uid, subdirectories (name, mode, owned by the generation's uid)).
+using MountSpec = std::tuple<std::string, std::string, bool, std::vector<std::tuple<std::string, int, bool>>>;
+
+bool move_mount_to(const std::string& from, const std::string& to) {
+    return ::mount(from.c_str(), to.c_str(), nullptr, MS_MOVE, nullptr) == 0;
 }
 
-// The work dir (and /dev/shm) as a fresh process would find them: new, empty, no xattrs, new times.
-// Returns "" or the step that failed.
-std::string recreate_dirs(const Zy& z) {
-    if (z.tmpfs_mb > 0) {
-        if (!fresh_tmpfs(z.workdir, z.tmpfs_mb, "0700", z.uid, z.gid)) return "mount tmpfs " + z.workdir;
-        for (auto& d : z.shm_dirs)
-            if (!fresh_tmpfs(d, z.tmpfs_mb, "1777", -1, -1)) return "mount tmpfs " + d;
+// What a generation may write, with a mount namespace: one or more tmpfs mount points (with the minimal
+// root, one: the generation directory holding the work dir and the /dev/shm directory, /dev/shm being a
+// symlink to it), each a fresh tmpfs for every generation (new, empty, no xattrs, new times, inode
+// numbers from the start). The fresh mounts are made ahead, while the previous generation runs, under a
+// root-only staging directory. After a generation is reaped, whatever it left in its mounts is deleted
+// (so none of its memory is charged when the next generation is forked; statfs tells when there is
+// nothing to delete), the used mounts are moved (MS_MOVE) into a root-only graveyard mount and the staged
+// ones moved into place. The graveyard, with every mount in it, is detached by one umount every
+// kGraveBatch generations, after a fork: an umount waits for an expedited RCU grace period (IPIs to every
+// CPU), the one slow step of all this, so it is paid once per batch. Every generation goes through the
+// same steps whatever its program did, so the mount table (which /proc/self/mountinfo shows) tells a
+// generation nothing about the ones before it.
+struct Writable {
+    static constexpr int kGraveBatch = 32;
+    struct Sub {
+        std::string name;
+        int mode = 0700;
+        bool owned = false;  // chowned to the generation's uid
+    };
+    struct Mount {
+        std::string path, stage, opts;
+        std::vector<Sub> subs;
+        bool staged = false;
+        uint64_t fresh_inodes = 0;  // inodes in use on a fresh, staged mount (its root and subdirectories)
+        uint64_t used_inodes = 0;   // ... on the mount now in place, when it was fresh
+    };
+    std::vector<Mount> mounts;
+    int uid = -1, gid = -1;
+    std::string grave_root;
+    bool grave_ready = false;  // a graveyard tmpfs is mounted at grave_root
+    int buried = 0;            // generations whose mounts wait in it
+    uint64_t swaps = 0;
+    std::string deferred_err;  // a failure while a generation ran, reported by the next swap
+
+    // mounts: (path, root mode, root owned by the generation's uid, subdirectories (name, mode, owned)).
+    // Makes the first mounts and the root-only staging and graveyard directories. "" or the failed step.
+    std::string init(const std::vector<MountSpec>& specs, long mb, int uid_, int gid_) {
+        uid = uid_;
+        gid = gid_;
+        if (specs.empty()) return "no writable mount";
+        const std::string& first = std::get<0>(specs[0]);
+        std::string parent = first.substr(0, first.find_last_of('/'));
+        if (parent.empty()) parent = "/";
+        const std::string stage_root = parent + "/.mcf-stage";
+        grave_root = parent + "/.mcf-grave";
+        for (const std::string& d : {stage_root, grave_root}) {
+            if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) return "mkdir " + d;
+            if (::chmod(d.c_str(), 0700) != 0) return "chmod " + d;
+        }
+        for (size_t i = 0; i < specs.size(); ++i) {
+            Mount m;
+            m.path = std::get<0>(specs[i]);
+            std::string opts = "size=" + std::to_string(mb) + "m,mode=" + std::get<1>(specs[i]);
+            if (std::get<2>(specs[i]) && uid >= 0) opts += ",uid=" + std::to_string(uid) + ",gid=" + std::to_string(gid);
+            m.opts = opts;
+            for (auto& sd : std::get<3>(specs[i])) m.subs.push_back({std::get<0>(sd), std::get<1>(sd), std::get<2>(sd)});
+            m.stage = stage_root + "/" + std::to_string(i);
+            if (::mkdir(m.stage.c_str(), 0700) != 0 && errno != EEXIST) return "mkdir " + m.stage;
+            ::umount2(m.path.c_str(), MNT_DETACH);  // EINVAL: not a mount point yet
+            std::string err = fresh(m, m.path, m.used_inodes);
+            if (!err.empty()) return err;
+            mounts.push_back(std::move(m));
+        }
+        return prepare();
+    }
+
+    // A fresh tmpfs at `at` with m's subdirectories; `inodes` gets its inodes in use. "" or the failed step.
+    std::string fresh(const Mount& m, const std::string& at, uint64_t& inodes) {
+        if (::mount("tmpfs", at.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.opts.c_str()) != 0) return "mount tmpfs " + at;
+        mode_t old = ::umask(0);  // the modes exactly as given (the sticky bit included)
+        std::string err;
+        for (auto& sd : m.subs) {
+            std::string p = at + "/" + sd.name;
+            if (::mkdir(p.c_str(), static_cast<mode_t>(sd.mode)) != 0) err = "mkdir " + p;
+            else if (sd.owned && uid >= 0 && ::chown(p.c_str(), uid, gid) != 0) err = "chown " + p;
+            if (!err.empty()) break;
+        }
+        ::umask(old);
+        if (!err.empty()) return err;
+        struct statfs st;
+        if (::statfs(at.c_str(), &st) != 0) return "statfs " + at;
+        inodes = static_cast<uint64_t>(st.f_files - st.f_ffree);
         return "";
     }
-    // no mount namespace: remove the work dir at any depth and make a new one
-    int fd = open(z.workdir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+    // The graveyard and a fresh mount for every mount point (the zygote does this while a generation
+    // runs). "" or the failed step.
+    std::string prepare() {
+        if (!grave_ready) {
+            if (::mount("tmpfs", grave_root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0700") != 0)
+                return "mount tmpfs " + grave_root;
+            grave_ready = true;
+        }
+        for (auto& m : mounts) {
+            if (m.staged) continue;
+            std::string err = fresh(m, m.stage, m.fresh_inodes);
+            if (!err.empty()) return err;
+            m.staged = true;
+        }
+        return "";
+    }
+
+    // Deletes whatever a generation left in mount m (at any depth), unless statfs shows nothing beyond a
+    // fresh mount's. "" or the failed step.
+    static std::string empty(const Mount& m) {
+        struct statfs st;
+        if (::statfs(m.path.c_str(), &st) != 0) return "statfs " + m.path;
+        if (st.f_blocks == st.f_bfree && static_cast<uint64_t>(st.f_files - st.f_ffree) == m.used_inodes) return "";
+        int fd = ::open(m.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || !remove_contents(fd)) return "emptying " + m.path;
+        return "";
+    }
+
+    // After a generation is reaped (nothing of it alive): its files deleted, its mounts moved into the
+    // graveyard, the staged ones moved into place. "" or the failed step.
+    std::string swap() {
+        if (!deferred_err.empty()) return deferred_err;
+        std::string err = prepare();
+        if (!err.empty()) return err;
+        ++swaps;
+        for (size_t i = 0; i < mounts.size(); ++i) {
+            Mount& m = mounts[i];
+            err = empty(m);
+            if (!err.empty()) return err;
+            std::string grave = grave_root + "/" + std::to_string(swaps) + "." + std::to_string(i);
+            if (::mkdir(grave.c_str(), 0700) != 0) return "mkdir " + grave;
+            if (!move_mount_to(m.path, grave)) return "move the used tmpfs off " + m.path;
+            if (!move_mount_to(m.stage, m.path)) return "move a fresh tmpfs onto " + m.path;
+            m.staged = false;
+            m.used_inodes = m.fresh_inodes;
+        }
+        ++buried;
+        return "";
+    }
+
+    // In the zygote right after a fork: detach the graveyard once a batch is full, then stage the next
+    // generation's mounts (a failure is reported by the next swap()).
+    void while_running() {
+        if (buried >= kGraveBatch) {
+            buried = 0;
+            grave_ready = false;
+            if (::umount2(grave_root.c_str(), MNT_DETACH) != 0) {
+                deferred_err = "umount " + grave_root;
+                return;
+            }
+        }
+        std::string err = prepare();
+        if (!err.empty()) deferred_err = err;
+    }
+};
+
+// Without a mount namespace: remove the work dir at any depth and make a new one. "" or the failed step.
+std::string recreate_workdir(const std::string& workdir, int uid, int gid) {
+    int fd = open(workdir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
         fchmod(fd, 0700);
-        if (!remove_contents(fd)) return "emptying " + z.workdir;
+        if (!remove_contents(fd)) return "emptying " + workdir;
     }
-    if (rmdir(z.workdir.c_str()) != 0 && errno != ENOENT && unlink(z.workdir.c_str()) != 0) return "rmdir " + z.workdir;
-    if (mkdir(z.workdir.c_str(), 0700) != 0) return "mkdir " + z.workdir;
-    if (z.uid >= 0 && chown(z.workdir.c_str(), z.uid, z.gid) != 0) return "chown " + z.workdir;
+    if (rmdir(workdir.c_str()) != 0 && errno != ENOENT && unlink(workdir.c_str()) != 0) return "rmdir " + workdir;
+    if (mkdir(workdir.c_str(), 0700) != 0) return "mkdir " + workdir;
+    if (uid >= 0 && chown(workdir.c_str(), uid, gid) != 0) return "chown " + workdir;
     return "";
 }
 
@@ -278,8 +424,8 @@ void send_text(int sock, uint32_t type, uint32_t seq, const std::string& text) {
 // Serve the supervisor until EOF (returns None: the zygote should exit). In a forked generation child
 // it returns (fn_name | None, source bytes) with the sandbox entered and fd 3 = control socket.
 py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, bool pid1, bool seccomp, long tmpfs_mb,
-                       const std::vector<std::string>& shm_dirs, bool new_ipc, const std::vector<int>& cg_procs,
-                       const std::vector<int>& cg_reset, int cg_oom, int cg_peak) {
+                       const std::vector<MountSpec>& mounts, bool new_ipc, const std::string& child_oom_adj,
+                       const std::vector<int>& cg_reset, int cg_oom, int cg_peak, int last_pid_fd) {
     Zy z;
     z.sock = sock;
     z.workdir = workdir;
@@ -288,17 +434,22 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
     z.pid1 = pid1;
     z.seccomp = seccomp;
     z.tmpfs_mb = tmpfs_mb;
-    z.shm_dirs = shm_dirs;
     z.new_ipc = new_ipc;
-    z.cg_procs = cg_procs;
+    z.child_oom_adj = child_oom_adj;
     z.cg_reset = cg_reset;
     z.cg_oom = cg_oom;
     z.cg_peak = cg_peak;
+    z.last_pid_fd = last_pid_fd;
+    Writable wr;
     {
-        std::string err = recreate_dirs(z);
+        std::string err = z.tmpfs_mb > 0 ? wr.init(mounts, z.tmpfs_mb, z.uid, z.gid)
+                                         : recreate_workdir(z.workdir, z.uid, z.gid);
         if (!err.empty()) throw SysError(err, errno);
     }
+    // the generation filter's long part, once (each child adds a short filter of its own)
+    if (z.seccomp && !install_zygote_seccomp()) throw SysError("seccomp filter in the zygote", errno);
     std::deque<Pending> pending;  // frames that arrived while a generation ran, in order
+    int64_t oom_base = -1;        // the cgroup's OOM kill count when the next generation starts
     for (;;) {
         Pending cur;
         if (!pending.empty()) {
@@ -330,7 +481,13 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
         c.gid = z.gid;
         c.seccomp = z.seccomp;
         for (int fd : z.cg_reset) pwrite(fd, "0", 1, 0);
-        int64_t oom0 = read_oom_kills(z);
+        // the OOM count cannot move between generations (nothing of a generation runs then): the count
+        // read after the last one is this one's start
+        if (oom_base < 0) oom_base = read_oom_kills(z);
+        int64_t oom0 = oom_base;
+        int64_t peak0 = read_peak(z);  // what the cgroup holds already (the zygote is in it)
+        // every generation's processes get the same PIDs, whatever the one before forked
+        if (z.last_pid_fd >= 0) pwrite(z.last_pid_fd, "1", 1, 0);
         int64_t fork_ns = now_ns();
 
         PyOS_BeforeFork();
@@ -340,11 +497,16 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
             child_begin_generation(seq);
             const char* what = "";
             int rc = 0;
-            for (int fd : z.cg_procs) {
-                if (rc == 0 && pwrite(fd, "0", 1, 0) != 1) {
+            // born in the zygote's cgroup: the OOM killer's first pick (1000) instead of the zygote; written
+            // while still root (after the uid change /proc/self is no longer ours to write)
+            if (!z.child_oom_adj.empty()) {
+                int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+                ssize_t len = static_cast<ssize_t>(z.child_oom_adj.size());
+                if (fd < 0 || ::write(fd, z.child_oom_adj.data(), z.child_oom_adj.size()) != len) {
                     rc = -1;
-                    what = "joining the generation's cgroup";
+                    what = "setting oom_score_adj";
                 }
+                if (fd >= 0) ::close(fd);
             }
             if (rc == 0 && z.new_ipc && ::unshare(CLONE_NEWIPC) != 0) {
                 rc = -1;
@@ -373,6 +535,7 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
             w.i64(fork_ns);
             if (!send_frame_blocking(z.sock, kStarted, seq, w.str())) kill_tree(z, pid);
         }
+        if (z.tmpfs_mb > 0) wr.while_running();
         UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
         int status = 0;
         struct rusage ru;
@@ -410,16 +573,10 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
         pidfd.reset();
         kill_strays(z, pid);
         int64_t oom1 = read_oom_kills(z);
+        oom_base = oom1;
         int64_t peak = read_peak(z);
-        std::string err = recreate_dirs(z);
+        if (peak >= 0 && peak0 >= 0) peak = peak > peak0 ? peak - peak0 : 0;
         if (eof) return py::none();
-        if (!err.empty()) {
-            // the worker cannot promise a clean next generation: report and stop (the supervisor starts a
-            // fresh zygote)
-            send_text(z.sock, kZygoteError, seq, "could not recreate the writable directories: " + err + ": " +
-                                                     std::strerror(errno));
-            return py::none();
-        }
         FieldWriter w;
         w.i32(status)
             .f64(ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6)
@@ -429,14 +586,25 @@ py::object zygote_loop(int sock, const std::string& workdir, int uid, int gid, b
             .i64(peak)
             .i64(reaped_ns >= 0 ? reaped_ns : now_ns());
         if (!send_frame_blocking(z.sock, kExit, seq, w.str())) return py::none();
+        // fresh writable directories for the next generation (after EXIT: the supervisor may already use
+        // this generation's result; the next RUN is read only after this)
+        std::string err = z.tmpfs_mb > 0 ? wr.swap() : recreate_workdir(z.workdir, z.uid, z.gid);
+        if (!err.empty()) {
+            // the worker cannot promise a clean next generation: report it to whichever generation the
+            // supervisor runs now (sequence 0) and stop (the supervisor starts a fresh zygote)
+            send_text(z.sock, kZygoteError, 0, "could not recreate the writable directories: " + err + ": " +
+                                                   std::strerror(errno));
+            return py::none();
+        }
     }
 }
 
 void init_zygote(py::module_& m) {
     py::module_ sb = m.attr("sandbox").cast<py::module_>();
     sb.def("zygote_loop", &zygote_loop, py::arg("sock"), py::arg("workdir"), py::arg("uid"), py::arg("gid"),
-           py::arg("pid1"), py::arg("seccomp"), py::arg("tmpfs_mb"), py::arg("shm_dirs"), py::arg("new_ipc"),
-           py::arg("cg_procs"), py::arg("cg_reset"), py::arg("cg_oom"), py::arg("cg_peak"),
+           py::arg("pid1"), py::arg("seccomp"), py::arg("tmpfs_mb"), py::arg("mounts"), py::arg("new_ipc"),
+           py::arg("child_oom_adj"), py::arg("cg_reset"), py::arg("cg_oom"), py::arg("cg_peak"),
+           py::arg("last_pid_fd") = -1,
            "Serve generations until the supervisor closes the socket (returns None); in a forked child, "
            "returns (fn_name | None, source) with the sandbox entered.");
 }

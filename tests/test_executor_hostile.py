@@ -91,6 +91,11 @@ left += [(d, 'mtime') for d in ('.', '/dev/shm') if os.stat(d).st_mtime < 10]
 print('clean' if not left else left)
 """
 MANY_FILES = "import os\nfor i in range(5000):\n    open(f'f{i}', 'w').close()\nprint(3)"
+# the PID counter: a generation that forks (or starts threads) k times would move the next one's PIDs by k
+PID_WRITE = ("import os, threading\nfor _ in range(37):\n    p = os.fork()\n    if p == 0:\n        os._exit(0)\n"
+             "    os.waitpid(p, 0)\nfor _ in range(5):\n    t = threading.Thread(target=len, args=((),))\n    t.start()\n"
+             "    t.join()\nprint(3)")
+PID_READ = "import os\nprint('clean' if os.getpid() == 2 else os.getpid())"
 # 4. time limits on every exit path
 EXIT0_SLOW = "import os, sys, time\ntime.sleep(1.2)\nprint(3)\nsys.stdout.flush()\nos._exit(0)"  # limit 1.0 s
 # 8. judge faults vs program faults
@@ -112,6 +117,7 @@ HOSTILE = [
     (BUSY, ADD, {Verdict.TLE}),
     (SYSV_WRITE, ADD, {Verdict.AC}),
     (DEEP_WRITE, ADD, {Verdict.AC}),
+    (PID_WRITE, ADD, {Verdict.AC}),
     (MANY_FILES, ADD, {Verdict.AC, Verdict.TLE}),
     (EXIT0_SLOW, ADD, {Verdict.TLE}),
     (NAMED_INPUTERROR, ADD, {Verdict.RE}),
@@ -129,6 +135,7 @@ KNOWN = [
     (CORRECT_CALL, CALL, Verdict.AC),
     (SYSV_READ, CLEAN, Verdict.AC),
     (DEEP_READ, CLEAN, Verdict.AC),
+    (PID_READ, CLEAN, Verdict.AC),
 ]
 
 
@@ -206,12 +213,31 @@ def test_busy_loop_is_stopped_by_the_wall_clock_not_the_cpu_limit(ex):
 
 
 # --- 3. channels ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("writer,reader", [(SYSV_WRITE, SYSV_READ), (DEEP_WRITE, DEEP_READ)], ids=["sysv", "dirs"])
+@pytest.mark.parametrize("writer,reader", [(SYSV_WRITE, SYSV_READ), (DEEP_WRITE, DEEP_READ), (PID_WRITE, PID_READ)],
+                         ids=["sysv", "dirs", "pids"])
 def test_nothing_survives_a_generation(ex, writer, reader):
-    _root_layers(ex)
-    assert judge1(ex, writer, ADD).verdict == Verdict.AC
-    r = judge1(ex, reader, CLEAN)
-    assert r.verdict == Verdict.AC, r.tests[0].message if r.tests else r.message
+    layers = _root_layers(ex)
+    if reader is PID_READ and not str(layers.get("pids", "")).startswith("the same"):
+        pytest.skip(f"PIDs are not reset here: {layers.get('pids')} ({layers.get('pids_error', '')})")
+    for _ in range(2):  # and the reader again after a reader: the state it saw is the fresh one
+        assert judge1(ex, writer, ADD).verdict == Verdict.AC
+        r = judge1(ex, reader, CLEAN)
+        assert r.verdict == Verdict.AC, r.tests[0].message if r.tests else r.message
+
+
+def test_a_generations_files_are_not_charged_to_the_next():
+    """The used tmpfs is unmounted before the next generation is forked whenever it holds anything, so a
+    generation that fills its work dir (or /dev/shm) does not shrink the next one's memory limit."""
+    with Executor(workers=1, time_limit_s=5.0, memory_limit_mb=192, output_limit_mb=256) as e:
+        layers = _root_layers(e)
+        if not str(layers.get("memory", "")).startswith("cgroup"):
+            pytest.skip(f"needs a cgroup memory limit here (layers: {layers.get('memory')})")
+        fill = {where: f"with open('{path}', 'wb') as f:\n    for _ in range(120):\n        f.write(b'x' * (1 << 20))\n"
+                       "print(3)" for where, path in (("work dir", "big"), ("/dev/shm", "/dev/shm/big"))}
+        use = "b = bytearray(120 << 20)\nb[::4096] = b'y' * len(b[::4096])\nprint(3)"
+        for where, code in fill.items():
+            got = [r.verdict for r in e.judge([(code, ADD), (use, ADD)])]
+            assert got == [Verdict.AC, Verdict.AC], (where, got)
 
 
 def test_work_dir_is_recreated_at_any_depth_without_a_mount_namespace():
@@ -276,6 +302,8 @@ def test_interleaving_hostile_and_known_programs_on_one_worker():
     with Executor(workers=1, time_limit_s=TL, memory_limit_mb=512, output_limit_mb=1) as e:
         if not (e.layers.get("root") and e.layers.get("namespaces")):
             items = [it for it in items if it[0] not in (SYSV_READ, DEEP_READ)]  # host IPC / host /dev/shm
+        if not str(e.layers.get("pids", "")).startswith("the same"):
+            items = [it for it in items if it[0] != PID_READ]  # no PID namespace of its own
         results = e.judge([(c, p) for c, p, _ in items])
     assert len(results) >= 250
     wrong = [(i, r.verdict, ok, r.message) for i, ((c, p, ok), r) in enumerate(zip(items, results))
@@ -362,6 +390,19 @@ def _memory_stat(d: str) -> dict[str, int]:
         return {k: int(v) for k, v in (line.split() for line in f)}
 
 
+def test_generations_are_born_in_the_cgroup_as_the_oom_killers_first_pick(ex):
+    layers = _root_layers(ex)
+    if "cgroup_dirs" not in layers:
+        pytest.skip(f"needs a cgroup memory controller here (layers: {layers.get('memory')})")
+    # the zygote (PID 1 of the generation's PID namespace) keeps the caller's value; the program has 1000
+    probe = "print(open('/proc/self/oom_score_adj').read().strip(), open('/proc/1/oom_score_adj').read().strip())"
+    with open("/proc/self/oom_score_adj") as f:
+        caller = f.read().strip()
+    p = Problem(tests=[TestCase("", f"1000 {caller}\n")], time_limit_s=2.0)
+    r = judge1(ex, probe, p)
+    assert r.verdict == Verdict.AC, (r.verdict, r.message)
+
+
 @pytest.mark.slow
 def test_floods_are_bounded_by_the_cgroup_and_nothing_is_held_after():
     limit = 256 << 20
@@ -370,6 +411,13 @@ def test_floods_are_bounded_by_the_cgroup_and_nothing_is_held_after():
         if not str(layers.get("memory", "")).startswith("cgroup v1"):
             pytest.skip(f"needs a cgroup v1 memory controller here (layers: {layers.get('memory')})")
         mem_dir = next(d for d in layers["cgroup_dirs"] if "/memory/" in d)
+        # the zygote lives in the cgroup too (its children are born there): its own charge is on top
+        zygote = layers["cgroup_zygote_bytes"]
+        assert 0 <= zygote < (64 << 20), zygote
+        with open(f"{mem_dir}/memory.limit_in_bytes") as f:
+            assert int(f.read()) == limit + zygote
+        before = _memory_stat(mem_dir)
+        held_before = before["total_rss"] + before["total_shmem"]
         peak = 0
         stop = threading.Event()
 
@@ -388,12 +436,12 @@ def test_floods_are_bounded_by_the_cgroup_and_nothing_is_held_after():
             stop.set()
             t.join()
         assert all(r.verdict != Verdict.AC for r in floods), [(r.verdict, r.message) for r in floods]
-        assert peak <= limit, f"generation memory reached {peak >> 20} MB (limit 256 MB)"
+        assert peak <= limit + zygote, f"generation memory reached {(peak - zygote) >> 20} MB (limit 256 MB)"
         # nothing the floods made outlives them: no anonymous, shared (memfd, tmpfs, SysV) memory charged
         deadline = time.monotonic() + 10
         while True:
             st = _memory_stat(mem_dir)
-            held = st["total_rss"] + st["total_shmem"]
+            held = st["total_rss"] + st["total_shmem"] - held_before
             if held < (1 << 20) or time.monotonic() > deadline:
                 break
             time.sleep(0.05)

@@ -264,9 +264,36 @@ def test_seccomp_blocks_dangerous_syscalls(ex):
         "a, b = socket.socketpair()\n"  # AF_UNIX stays available
         "libc = ctypes.CDLL(None, use_errno=True)\n"
         "if libc.unshare(0x10000000) == 0: bad.append('unshare-user')\n"  # CLONE_NEWUSER
+        # SysV IPC and POSIX message queues (what an IPC namespace holds) are refused outright
+        "for name, call in (('shmget', lambda: libc.shmget(0, 4096, 0o1600)), ('msgget', lambda: libc.msgget(0, 0o1600)),\n"
+        "                   ('semget', lambda: libc.semget(0, 1, 0o1600)),\n"
+        "                   ('mq_open', lambda: libc.mq_open(b'/q', os.O_CREAT | os.O_RDWR, 0o600, None))):\n"
+        "    ctypes.set_errno(0)\n"
+        "    if call() != -1 or ctypes.get_errno() != 1: bad.append(name)\n"  # EPERM
+        # the filter installed once in the zygote (inherited), plus the child's own (mount, umount2) only if
+        # it kept the caller's uid; mount is refused either way
+        f"want = {1 if ex.layers.get('uid') is not None else 2}\n"
+        "st = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l)\n"
+        "if st['Seccomp'].strip() != '2' or int(st.get('Seccomp_filters', want)) != want: bad.append('filters')\n"
+        "if libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0 or libc.umount2(b'/proc', 2) == 0: bad.append('mount')\n"
         "print('ok' if not bad else bad)"
     )
     r = judge1(ex, code)
+    assert r.verdict == Verdict.AC, (r.message, r.tests and r.tests[0].stderr_tail)
+    if ex.layers.get("namespaces"):
+        assert ex.layers["ipc"].startswith("SysV IPC and POSIX message queues refused")
+
+
+def test_posix_shared_memory_and_semaphores_work_in_dev_shm(ex):
+    # /dev/shm is a link into the generation's fresh tmpfs (with the minimal root): shm_open and sem_open
+    # resolve it, so multiprocessing's shared memory and locks work
+    code = (
+        "from multiprocessing import shared_memory, Lock\n"
+        "a = shared_memory.SharedMemory(create=True, size=64)\na.buf[0] = 42\n"
+        "b = shared_memory.SharedMemory(a.name)\nv = b.buf[0]\nb.close(); a.close(); a.unlink()\n"
+        "lk = Lock()\nwith lk:\n    print(v)"
+    )
+    r = judge1(ex, code, Problem(tests=[TestCase("", "42\n")]))
     assert r.verdict == Verdict.AC, (r.message, r.tests and r.tests[0].stderr_tail)
 
 

@@ -35,9 +35,13 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
   (SIGXCPU = TLE);
 * memory: as root, a cgroup per zygote (v1 ``memory.limit_in_bytes`` + ``pids.max``, or v2 ``memory.max``
   + ``pids.max`` where the caller's cgroup allows child controllers), made under the caller's own cgroup,
-  that every generation child joins: ``memory_limit_mb`` then bounds everything the generation holds
-  (all its processes, memfds, tmpfs files, SysV shared memory); a cgroup OOM kill is MLE. Its counters are
-  reset per generation and nothing stays charged after one. ``RLIMIT_AS`` = ``memory_limit_mb`` applies to
+  that the zygote joins, so every generation child is born in it (no per-generation migration):
+  ``memory_limit_mb`` plus the zygote's own charge after start-up (a few MB, ``layers["cgroup_zygote_bytes"]``)
+  then bounds everything the generation holds (all its processes, memfds, tmpfs files, SysV shared memory);
+  each child sets its ``oom_score_adj`` to 1000, so the cgroup's OOM killer picks a generation process, never
+  the zygote (refused with a message in ``layers`` if the zygote's RSS is not below the limit); a cgroup OOM
+  kill is MLE. Its peak counter is reset per generation and nothing stays charged after one (a generation's
+  tmpfs is unmounted before the next fork whenever it holds anything). ``RLIMIT_AS`` = ``memory_limit_mb`` applies to
   each process as well (MemoryError or a fatal signal near the limit = MLE); it counts the interpreter's
   own mappings: about 30 MB for the plain zygote, about 110 MB for the NumPy one (one BLAS thread,
   ``MALLOC_ARENA_MAX=2``). ``layers["memory"]`` says which limits are active;
@@ -51,21 +55,29 @@ Isolation layers (``Executor.layers`` reports which are active on this host):
 * namespaces (root only): the zygote unshares mount, PID, network, IPC and UTS namespaces and becomes PID 1
   of its PID namespace. Network: an empty namespace (loopback down), so no connection leaves or reaches
   the host. Filesystem: ``pivot_root`` into a fresh read-only root holding only read-only binds of the
-  system and Python directories, a minimal ``/dev``, the namespace's own ``/proc`` and private tmpfs
-  ``/tmp`` and ``/dev/shm``; the program's only writable places are its private working directory (also
-  ``$HOME`` and ``$TMPDIR``) and ``/dev/shm``, each a fresh tmpfs per generation; each generation child
-  also gets a fresh IPC namespace (SysV objects and POSIX queues die with it). The
+  system and Python directories, a minimal ``/dev``, the namespace's own ``/proc`` and a private tmpfs
+  ``/tmp``; the program's only writable places are its private working directory ``/tmp/gen/work`` (also
+  ``$HOME`` and ``$TMPDIR``) and ``/dev/shm`` (a link to ``/tmp/gen/shm``, so ``shm_open`` and
+  ``sem_open`` work), both on one tmpfs that is fresh for every generation: made ahead while the previous
+  generation runs, moved into place (``MS_MOVE``) once it is reaped, the used one unmounted (before the
+  next fork if it holds anything, else while the next generation starts). PIDs: the zygote resets its
+  namespace's ``ns_last_pid`` before each fork, so every generation gets the same PIDs whatever the one
+  before it forked. SysV IPC and POSIX message queues are refused by seccomp, so the zygote's private IPC
+  namespace stays empty (without seccomp each generation child gets a fresh IPC namespace instead). The
   caller's files and processes are not visible. If ``pivot_root`` fails the host tree stays visible but
-  ``/tmp``, ``/dev/shm``, ``/var/tmp`` become private tmpfs; without namespaces the host tree, network,
-  ``/dev/shm`` and IPC are shared (only the uid drop and seccomp still limit them) and the work dir is
-  removed, at any depth, and made anew per generation;
+  ``/tmp``, ``/dev/shm``, ``/var/tmp`` become private tmpfs, each fresh per generation; without namespaces
+  the host tree, network, ``/dev/shm`` are shared (only the uid drop and seccomp still limit them) and the
+  work dir is removed, at any depth, and made anew per generation;
 * privileges: the child drops to a private uid/gid (1,000,000 + the zygote's pid, no groups), sets
   no_new_privs and is non-dumpable, so it cannot signal, ptrace or read the memory or ``/proc`` files of
   the zygote, the supervisor or the caller (all root). Without root the child keeps the caller's uid
   (documented degradation: seccomp still blocks ptrace and process_vm_readv);
 * seccomp (x86-64 and aarch64): ptrace, process_vm_readv/writev, mount, unshare/setns, namespace flags of
-  clone (clone3 answers ENOSYS), bpf, perf_event_open, keyctl, io_uring, kexec and module loading fail
-  with EPERM; ``socket`` only creates AF_UNIX sockets;
+  clone (clone3 answers ENOSYS), bpf, perf_event_open, keyctl, io_uring, kexec and module loading, SysV
+  IPC and POSIX message queues fail with EPERM; ``socket`` only creates AF_UNIX sockets. The filter is
+  installed once in the zygote (installing costs ~2 us per BPF instruction) and inherited by every child;
+  mount and umount2, which the zygote itself uses, are refused to a child by its dropped privileges, or by
+  a short filter of its own where it keeps the caller's uid;
 * descendants: everything a generation starts (``setsid``, double fork, daemons) is killed as soon as the
   generation's child exits, before the worker starts its next generation (the Result may be delivered a
   few milliseconds earlier): with the PID namespace the zygote, as its init, kills every other process;

@@ -97,10 +97,16 @@ def _covered(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+# With the minimal root, everything a generation may write lies on one tmpfs, fresh for every generation:
+# the work dir (also $HOME and $TMPDIR) and the directory /dev/shm links to.
+GEN_DIR = "/tmp/gen"
+
+
 def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
     """In a private mount namespace: a fresh root holding read-only binds of the system and Python
-    directories only, a private /tmp, a minimal /dev and the new PID namespace's /proc; then pivot_root.
-    The caller's files (project, data, home directories) are simply not there."""
+    directories only, a private /tmp, a minimal /dev (its shm a link into the generation's tmpfs) and the
+    new PID namespace's /proc; then pivot_root. The caller's files (project, data, home directories) are
+    simply not there."""
     sandbox.mount("", "/", "", sandbox.MS_REC | sandbox.MS_PRIVATE, "")
     sandbox.mount("tmpfs", "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, "size=64m,mode=0755")
     new = "/tmp/root"
@@ -132,9 +138,7 @@ def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, new + "/dev/" + name)
-    os.makedirs(new + "/dev/shm", mode=0o755)
-    sandbox.mount("tmpfs", new + "/dev/shm", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV,
-                  f"size={tmp_mb}m,mode=1777")
+    os.symlink(GEN_DIR + "/shm", new + "/dev/shm")  # shm_open and sem_open resolve it
     # /tmp itself is not writable by the generation: its private work directory (also $TMPDIR) is
     os.makedirs(new + "/tmp", mode=0o755)
     sandbox.mount("tmpfs", new + "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, f"size={tmp_mb}m,mode=0755")
@@ -158,22 +162,40 @@ def private_tmp_only(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
 
 
 # ------------------------------------------------------------------------------------------------------
-# memory and process limits of a generation: one cgroup per zygote, which each generation child joins
+# memory and process limits of a generation: one cgroup per zygote, which the zygote itself joins so that
+# each generation child is born in it (a per-generation move into a v1 cgroup takes the kernel's
+# cgroup_threadgroup_rwsem, whose writer may wait for an RCU grace period: milliseconds); children raise
+# their oom_score_adj to 1000 so the OOM killer picks them, never the zygote, and the zygote's own usage is
+# added to the limit
+
+
+def _own_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 class CgroupSetup:
     """The zygote's generation cgroup (memory limit counting memfds, tmpfs and shared memory; pids
-    limit), made under the caller's own cgroup so its limits nest. Holds the descriptors the C++ serve
-    loop uses (the paths vanish from view after pivot_root). ``describe`` is None if no cgroup could be
-    made (not root, no writable memory controller): RLIMIT_AS is then the only memory limit."""
+    limit), made under the caller's own cgroup so its limits nest. The zygote moves itself into it; each
+    generation child sets its oom_score_adj to ``child_oom_adj`` (1000, before dropping privileges), so
+    the cgroup's OOM killer, which ranks by RSS + oom_score_adj x limit / 1000, picks a generation
+    process over the zygote whenever the zygote's RSS is below the limit (``finish`` checks). Lowering
+    the zygote's own value to -1000 would need CAP_SYS_RESOURCE, which containers often lack. ``finish``
+    raises the limits by what the zygote holds after start-up. Holds the descriptors needed after
+    pivot_root (the paths vanish from view). ``describe`` is None if no cgroup could be made (not root,
+    no writable memory controller): RLIMIT_AS is then the only memory limit."""
 
     def __init__(self) -> None:
-        self.procs: list[int] = []  # cgroup.procs files the child writes "0" to (joins itself)
         self.reset: list[int] = []  # counters zeroed before each generation
         self.oom = -1  # "oom_kill N" source
         self.peak = -1  # peak usage source
+        self.child_oom_adj = ""  # what each generation child writes to its oom_score_adj ("": nothing)
         self.dirs: list[str] = []  # created directories (host paths), removed at exit
         self._parents: list[tuple[int, str]] = []  # (parent dir fd, name) to rmdir after pivot_root
+        self._joined: list[int] = []  # parent dir fds of the cgroups the zygote is in (to leave them)
+        self._finish: list[tuple[int, int, list[int], int]] = []  # (usage fd, base limit, limit fds, is pids)
+        self.memory_bytes = 0
+        self.zygote_bytes = 0  # the zygote's own charge after start-up, added to the memory limit
         self.describe: str | None = None
         self.error: str | None = None
 
@@ -211,32 +233,66 @@ class CgroupSetup:
     def _open(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_CLOEXEC)
 
+    def _join(self) -> None:
+        """Move the zygote into every created cgroup (its children are born there)."""
+        for parent_fd, name in self._parents:
+            fd = os.open(f"{name}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=parent_fd)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            self._joined.append(parent_fd)
+
+    def _leave(self) -> None:
+        for parent_fd in self._joined:
+            try:
+                fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=parent_fd)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        self._joined.clear()
+
     def setup(self, name: str, memory_bytes: int, pids: int) -> None:
         try:
+            self.memory_bytes = memory_bytes
             if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
                 self._setup_v2(name, memory_bytes, pids)
             else:
                 self._setup_v1(name, memory_bytes, pids)
+            self._join()
+            self.child_oom_adj = "1000"
         except OSError as e:
-            self.error = str(e)
-            self.close()
-            self.procs, self.reset, self.oom, self.peak, self.describe = [], [], -1, -1, None
+            self.abandon(str(e))
+
+    def abandon(self, error: str) -> None:
+        """No cgroup layer after all: leave and remove what was made (RLIMIT_AS remains)."""
+        self.error = error
+        self.close()
+        self.describe, self.child_oom_adj = None, ""
 
     def _setup_v1(self, name: str, memory_bytes: int, pids: int) -> None:
         own = self._own_paths()
         mem = self._mkdir("/sys/fs/cgroup/memory" + own["memory"], name)
         self._write(f"{mem}/memory.limit_in_bytes", str(memory_bytes))
         self._write(f"{mem}/memory.memsw.limit_in_bytes", str(memory_bytes), must=False)  # no swap either
-        self.procs.append(self._open(f"{mem}/cgroup.procs", os.O_WRONLY))
-        self.reset += [self._open(f"{mem}/memory.max_usage_in_bytes", os.O_WRONLY),
-                       self._open(f"{mem}/memory.failcnt", os.O_WRONLY)]
+        self.reset += [self._open(f"{mem}/memory.max_usage_in_bytes", os.O_WRONLY)]
         self.oom = self._open(f"{mem}/memory.oom_control", os.O_RDONLY)
         self.peak = self._open(f"{mem}/memory.max_usage_in_bytes", os.O_RDONLY)
+        limits = [self._open(f"{mem}/memory.limit_in_bytes", os.O_WRONLY)]
+        try:  # raised before memory.limit_in_bytes (it may never be below it)
+            limits.insert(0, self._open(f"{mem}/memory.memsw.limit_in_bytes", os.O_WRONLY))
+        except OSError:
+            pass
+        self._finish.append((self._open(f"{mem}/memory.usage_in_bytes", os.O_RDONLY), memory_bytes, limits, 0))
         what = f"cgroup v1 memory.limit_in_bytes={memory_bytes}"
         if "pids" in own:
             pid_dir = self._mkdir("/sys/fs/cgroup/pids" + own["pids"], name)
-            self._write(f"{pid_dir}/pids.max", str(pids))
-            self.procs.append(self._open(f"{pid_dir}/cgroup.procs", os.O_WRONLY))
+            self._write(f"{pid_dir}/pids.max", str(pids + 1))
+            self._finish.append((self._open(f"{pid_dir}/pids.current", os.O_RDONLY), pids,
+                                 [self._open(f"{pid_dir}/pids.max", os.O_WRONLY)], 1))
             what += f", pids.max={pids}"
         self.describe = what
 
@@ -249,16 +305,45 @@ class CgroupSetup:
         d = self._mkdir(parent, name)
         self._write(f"{d}/memory.max", str(memory_bytes))
         self._write(f"{d}/memory.swap.max", "0", must=False)
-        self._write(f"{d}/pids.max", str(pids))
-        self.procs.append(self._open(f"{d}/cgroup.procs", os.O_WRONLY))
+        self._write(f"{d}/pids.max", str(pids + 1))
         self.oom = self._open(f"{d}/memory.events", os.O_RDONLY)
+        self._finish += [(self._open(f"{d}/memory.current", os.O_RDONLY), memory_bytes,
+                          [self._open(f"{d}/memory.max", os.O_WRONLY)], 0),
+                         (self._open(f"{d}/pids.current", os.O_RDONLY), pids,
+                          [self._open(f"{d}/pids.max", os.O_WRONLY)], 1)]
         self.describe = f"cgroup v2 memory.max={memory_bytes}, pids.max={pids}"
 
+    def finish(self) -> None:
+        """Once the zygote is fully started (before serving): each limit becomes the generation's limit
+        plus what the zygote itself holds (memory charged since it joined; its own process count)."""
+        while self._finish:
+            usage_fd, base, limit_fds, is_pids = self._finish[0]
+            held = int(os.pread(usage_fd, 64, 0).split()[0])
+            if not is_pids:
+                self.zygote_bytes = held
+            for fd in limit_fds:
+                os.pwrite(fd, str(base + held).encode(), 0)
+            self._finish.pop(0)
+            for fd in (usage_fd, *limit_fds):
+                os.close(fd)
+        rss = _own_rss_bytes()
+        if self.describe and rss >= self.memory_bytes + self.zygote_bytes:
+            raise OSError(f"the zygote's RSS ({rss} bytes) is not below the generation memory limit: the OOM "
+                          "killer could pick the zygote; raise memory_limit_mb")
+        if self.describe:
+            self.describe += f" (each plus the zygote's own: {self.zygote_bytes} bytes, its processes)"
+
     def close(self) -> None:
-        """Remove the directories (the zygote is not in them; its generations are gone)."""
-        for fd in [*self.procs, *self.reset, self.oom, self.peak]:
+        """Leave and remove the directories (the zygote's generations are gone)."""
+        for fd in [*self.reset, self.oom, self.peak]:
             if fd >= 0:
                 os.close(fd)
+        self.reset, self.oom, self.peak = [], -1, -1
+        for usage_fd, _, limit_fds, _ in self._finish:
+            for fd in (usage_fd, *limit_fds):
+                os.close(fd)
+        self._finish.clear()
+        self._leave()
         for parent_fd, name in reversed(self._parents):
             try:
                 os.rmdir(name, dir_fd=parent_fd)
@@ -377,27 +462,64 @@ class Zygote:
             "child subreaper: every orphan of the generation is killed"
         )
         self.layers["seccomp"] = bool(cfg.get("seccomp", True)) and sandbox.seccomp_supported()
-        self.tmp_root = "/tmp"
-        self.workdir = os.path.join(self.tmp_root, f"mcf-work-{os.getpid()}-{outer_pid}")
-        self.make_workdir()
-        self.shared_dirs = [d for d in ("/dev/shm", "/var/tmp", "/run/lock") if os.path.isdir(d)] if ns_ok else []
-        # with a mount namespace every writable directory is a fresh tmpfs per generation; without one
-        # the work dir is removed (at any depth) and made anew
-        self.tmpfs_mb = int(cfg.get("tmp_mb", 256)) if ns_ok else 0
-        self.layers["writable_dirs"] = (
-            "fresh tmpfs per generation: " + ", ".join(["work dir", *self.shared_dirs]) if ns_ok else
-            "work dir removed and recreated per generation (host /dev/shm is shared: no mount namespace)"
+        # with a mount namespace every writable mount point is a fresh tmpfs per generation (mounts: path,
+        # root mode, root owned by the generation's uid, subdirectories); without one the work dir is
+        # removed (at any depth) and made anew
+        self.mounts: list = []
+        if ns_ok and os.path.islink("/dev/shm") and os.readlink("/dev/shm") == GEN_DIR + "/shm":
+            self.workdir = GEN_DIR + "/work"
+            os.mkdir(GEN_DIR, 0o755)
+            self.mounts = [(GEN_DIR, "0755", False, [("work", 0o700, True), ("shm", 0o1777, False)])]
+            what = "one fresh tmpfs per generation: the work dir and /dev/shm"
+        else:
+            self.workdir = os.path.join("/tmp", f"mcf-work-{os.getpid()}-{outer_pid}")
+            self.make_workdir()
+            if ns_ok:
+                shared = [d for d in ("/dev/shm", "/var/tmp", "/run/lock") if os.path.isdir(d)]
+                self.mounts = [(self.workdir, "0700", True, []), *((d, "1777", False, []) for d in shared)]
+                what = "fresh tmpfs per generation: " + ", ".join(["work dir", *shared])
+            else:
+                what = "work dir removed and recreated per generation (host /dev/shm is shared: no mount namespace)"
+        self.tmpfs_mb = int(cfg.get("tmp_mb", 256)) if self.mounts else 0
+        self.layers["writable_dirs"] = what
+        # SysV IPC and POSIX message queues are all an IPC namespace holds: with seccomp they are refused
+        # (generations share the zygote's own, empty, IPC namespace); without it each generation gets a
+        # fresh IPC namespace
+        self.new_ipc = ns_ok and not self.layers["seccomp"]
+        # PIDs (and thread ids) come from a counter of the zygote's PID namespace: reset before every
+        # fork, or a generation could tell how many processes the one before it made
+        self.last_pid_fd = -1
+        if self.pid1 and self.layers.get("filesystem", "").startswith("minimal"):
+            try:
+                if os.readlink("/proc/self") == "1":  # the /proc of our own PID namespace
+                    self.last_pid_fd = os.open("/proc/sys/kernel/ns_last_pid", os.O_WRONLY | os.O_CLOEXEC)
+            except OSError as e:
+                self.layers["pids_error"] = str(e)
+        self.layers["pids"] = ("the same PIDs every generation (ns_last_pid reset before each fork)"
+                               if self.last_pid_fd >= 0 else "PIDs continue from the generation before")
+        self.layers["ipc"] = (
+            "SysV IPC and POSIX message queues refused (seccomp)" + (", private IPC namespace" if ns_ok else "")
+            if self.layers["seccomp"] else
+            "fresh IPC namespace per generation" if ns_ok else "host IPC namespace"
         )
-        self.new_ipc = ns_ok
-        self.layers["ipc"] = "fresh IPC namespace per generation" if ns_ok else "host IPC namespace"
 
     def setup_cgroup(self, outer_pid: int) -> None:
         self.cgroup = CgroupSetup()
         if os.geteuid() == 0 and self.cfg.get("cgroup", True) and "memory_bytes" in self.cfg:
             self.cgroup.setup(f"mcf-zygote-{outer_pid}", int(self.cfg["memory_bytes"]), int(self.cfg.get("pids", 64)))
         if self.cgroup.describe:
-            self.layers["memory"] = self.cgroup.describe + " per generation, and RLIMIT_AS per process"
             self.layers["cgroup_dirs"] = list(self.cgroup.dirs)
+
+    def finish_cgroup(self) -> None:
+        """The limits get the zygote's own start-up charge on top; ``layers["memory"]`` says so."""
+        try:
+            self.cgroup.finish()
+        except OSError as e:
+            self.cgroup.abandon(str(e))
+            self.layers.pop("cgroup_dirs", None)
+        if self.cgroup.describe:
+            self.layers["memory"] = self.cgroup.describe + " per generation, and RLIMIT_AS per process"
+            self.layers["cgroup_zygote_bytes"] = self.cgroup.zygote_bytes
         else:
             self.layers["memory"] = "RLIMIT_AS per process (no cgroup" + (
                 f": {self.cgroup.error})" if self.cgroup.error else ")")
@@ -424,8 +546,9 @@ class Zygote:
         frame.send(self.sock.fileno(), frame.READY, 0, json.dumps(self.layers).encode())
         cg = self.cgroup
         got = self.sandbox.zygote_loop(self.sock.fileno(), self.workdir, self.uid, self.gid, self.pid1,
-                                       bool(self.layers.get("seccomp")), self.tmpfs_mb, self.shared_dirs,
-                                       self.new_ipc, cg.procs, cg.reset, cg.oom, cg.peak)
+                                       bool(self.layers.get("seccomp")), self.tmpfs_mb, self.mounts,
+                                       self.new_ipc, cg.child_oom_adj, cg.reset, cg.oom, cg.peak,
+                                       self.last_pid_fd)
         if got is None:
             return
         # a generation child, sandbox entered: run the harness, never come back
@@ -476,6 +599,7 @@ def main() -> None:
     gc.collect()
     gc.freeze()
     try:
+        z.finish_cgroup()
         z.serve()
     except BaseException:
         pass

@@ -282,14 +282,16 @@ class Worker:
                 min(s.pipeline, n - k))
         sent = k
 
-        def fill() -> None:
+        def fill(base: int) -> None:
+            """Hand over tests until ``pipeline`` are ahead of test ``base`` (the first whose output is
+            not read yet: its set is still in use)."""
             nonlocal sent
-            while sent < n and sent - k < s.pipeline:
+            while sent < n and sent - base < s.pipeline:
                 if not z.send_test(sent, sent == n - 1, problem._inputs[sent]):
                     return
                 sent += 1
 
-        fill()
+        fill(k)
         long_source = len(source) > COMPILED_REPORT_BYTES
         g = _Gen(time.monotonic(), max(tl, 10.0) + 1.0 if long_source else job.slack_left)
         while k < n:
@@ -342,7 +344,13 @@ class Worker:
                 if not g.begun or rep.index != k:
                     why = f"a result for test {rep.index} while test {k} was running"
                     return self._ended(job, k, self._malformed(k, g, job, why))
-                out, size, tail = z.take_output(k, s.output_limit, s.stderr_tail_bytes)
+                # test k's set is free: the next test goes in the same call, before the comparison, so the
+                # child stays fed (if test k fails and stops the generation, what was handed ahead is
+                # killed with it); a dirty child ends here
+                nxt = sent if not rep.dirty and sent < n and sent - (k + 1) < s.pipeline else -1
+                out, size, tail, ok = z.take_output(k, s.output_limit, s.stderr_tail_bytes, nxt, nxt == n - 1,
+                                                    problem._inputs[nxt] if nxt >= 0 else b"")
+                sent += ok
                 tr = verdicts.from_report(k, rep, out, size, tail, job.call, problem, job.rules)
                 failed = job.record(tr)
                 g.test_start = min(max(rep.end_ns * 1e-9, g.test_start), now)
@@ -362,7 +370,6 @@ class Worker:
                 if rep.dirty:
                     z.end_generation()
                     return k, False, None
-                fill()
                 continue
             if kind == "ctl":
                 why = f"a frame of type {ftype} the protocol does not expect here"
@@ -407,7 +414,7 @@ class Worker:
             exit_report = verdicts.ExitReport.decode(ex[2])
         except ValueError as e:
             raise GenerationLost(f"the zygote sent a malformed EXIT report: {e}") from None
-        out, _size, tail = self.zygote.take_output(k, self.s.output_limit, self.s.stderr_tail_bytes)
+        out, _size, tail, _ = self.zygote.take_output(k, self.s.output_limit, self.s.stderr_tail_bytes)
         self.zygote.end_generation()
         # the program's own time: from the start of its test (BEGIN, or the end of the test before) to
         # the moment the zygote reaped it; unknown if it never began
