@@ -25,6 +25,7 @@
 #include <linux/audit.h>
 #endif
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -113,9 +114,9 @@ constexpr unsigned long kCloneNsMask = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC
 
 bool load_filter(std::vector<sock_filter>& f);
 
-// Syscalls only the zygote itself uses (the writable mounts are swapped per generation): refused in each
-// generation child by a filter of its own.
-bool zygote_only(long nr) { return nr == SYS_mount || nr == SYS_umount2; }
+// Syscalls only the zygote itself uses (the writable mounts are swapped per generation): left out of the
+// zygote's filter, refused in a generation child by a filter of its own where its privileges do not.
+const std::vector<long> kZygoteOnly = {SYS_mount, SYS_umount2};
 
 // Builds and installs a filter refusing `deny` (EPERM) and, with `process_rules`, also x32 numbers,
 // clone3 (ENOSYS), sockets other than AF_UNIX and clone() with namespace flags. Returns false (errno
@@ -237,7 +238,7 @@ int enter_child_core(const ChildConfig& c, const char** what) {
     // the zygote's filter (inherited) refuses everything else; mount and umount2 need CAP_SYS_ADMIN, which
     // a child that dropped to its unprivileged uid does not have, so only a child that keeps the caller's
     // uid adds a filter of its own for them (installing one costs ~2 us per instruction)
-    if (c.seccomp && c.uid < 0 && !install_seccomp_filter({SYS_mount, SYS_umount2}, false)) return fail("seccomp filter");
+    if (c.seccomp && c.uid < 0 && !install_seccomp_filter(kZygoteOnly, false)) return fail("seccomp filter");
     return 0;
 }
 
@@ -246,7 +247,7 @@ int enter_child_core(const ChildConfig& c, const char** what) {
 bool install_zygote_seccomp() {
     std::vector<long> deny;
     for (long nr : denied_syscalls())
-        if (!zygote_only(nr)) deny.push_back(nr);
+        if (std::find(kZygoteOnly.begin(), kZygoteOnly.end(), nr) == kZygoteOnly.end()) deny.push_back(nr);
     return install_seccomp_filter(deny, true);
 }
 

@@ -187,6 +187,12 @@ void kill_strays(const Zy& z, pid_t child) {
     }
 }
 
+// Inodes in use on the filesystem at `path` (its root and everything below); -1 if statfs fails.
+int64_t inodes_in_use(const std::string& path, struct statfs& st) {
+    if (::statfs(path.c_str(), &st) != 0) return -1;
+    return static_cast<int64_t>(st.f_files - st.f_ffree);
+}
+
 // A writable mount point as the zygote's Python side describes it: (path, root mode, root owned by the
 // generation's uid, subdirectories (name, mode, owned by the generation's uid)).
 using MountSpec = std::tuple<std::string, std::string, bool, std::vector<std::tuple<std::string, int, bool>>>;
@@ -218,8 +224,8 @@ struct Writable {
         std::string path, stage, opts;
         std::vector<Sub> subs;
         bool staged = false;
-        uint64_t fresh_inodes = 0;  // inodes in use on a fresh, staged mount (its root and subdirectories)
-        uint64_t used_inodes = 0;   // ... on the mount now in place, when it was fresh
+        int64_t fresh_inodes = 0;  // inodes in use on a fresh, staged mount (its root and subdirectories)
+        int64_t used_inodes = 0;   // ... on the mount now in place, when it was fresh
     };
     std::vector<Mount> mounts;
     int uid = -1, gid = -1;
@@ -262,7 +268,7 @@ struct Writable {
     }
 
     // A fresh tmpfs at `at` with m's subdirectories; `inodes` gets its inodes in use. "" or the failed step.
-    std::string fresh(const Mount& m, const std::string& at, uint64_t& inodes) {
+    std::string fresh(const Mount& m, const std::string& at, int64_t& inodes) {
         if (::mount("tmpfs", at.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, m.opts.c_str()) != 0) return "mount tmpfs " + at;
         mode_t old = ::umask(0);  // the modes exactly as given (the sticky bit included)
         std::string err;
@@ -275,9 +281,8 @@ struct Writable {
         ::umask(old);
         if (!err.empty()) return err;
         struct statfs st;
-        if (::statfs(at.c_str(), &st) != 0) return "statfs " + at;
-        inodes = static_cast<uint64_t>(st.f_files - st.f_ffree);
-        return "";
+        inodes = inodes_in_use(at, st);
+        return inodes < 0 ? "statfs " + at : "";
     }
 
     // The graveyard and a fresh mount for every mount point (the zygote does this while a generation
@@ -301,8 +306,9 @@ struct Writable {
     // fresh mount's. "" or the failed step.
     static std::string empty(const Mount& m) {
         struct statfs st;
-        if (::statfs(m.path.c_str(), &st) != 0) return "statfs " + m.path;
-        if (st.f_blocks == st.f_bfree && static_cast<uint64_t>(st.f_files - st.f_ffree) == m.used_inodes) return "";
+        int64_t inodes = inodes_in_use(m.path, st);
+        if (inodes < 0) return "statfs " + m.path;
+        if (st.f_blocks == st.f_bfree && inodes == m.used_inodes) return "";
         int fd = ::open(m.path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 || !remove_contents(fd)) return "emptying " + m.path;
         return "";

@@ -233,24 +233,25 @@ class CgroupSetup:
     def _open(path: str, flags: int) -> int:
         return os.open(path, flags | os.O_CLOEXEC)
 
+    @staticmethod
+    def _move_self(dir_fd: int, procs: str) -> None:
+        """Move this process into the cgroup whose cgroup.procs is ``procs`` (relative to ``dir_fd``)."""
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+
     def _join(self) -> None:
         """Move the zygote into every created cgroup (its children are born there)."""
         for parent_fd, name in self._parents:
-            fd = os.open(f"{name}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=parent_fd)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
+            self._move_self(parent_fd, f"{name}/cgroup.procs")
             self._joined.append(parent_fd)
 
     def _leave(self) -> None:
         for parent_fd in self._joined:
             try:
-                fd = os.open("cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=parent_fd)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
+                self._move_self(parent_fd, "cgroup.procs")
             except OSError:
                 pass
         self._joined.clear()

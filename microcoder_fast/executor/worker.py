@@ -282,16 +282,13 @@ class Worker:
                 min(s.pipeline, n - k))
         sent = k
 
-        def fill(base: int) -> None:
-            """Hand over tests until ``pipeline`` are ahead of test ``base`` (the first whose output is
-            not read yet: its set is still in use)."""
-            nonlocal sent
-            while sent < n and sent - base < s.pipeline:
-                if not z.send_test(sent, sent == n - 1, problem._inputs[sent]):
-                    return
-                sent += 1
+        def next_to_send(base: int) -> int:
+            """The next test to hand over while fewer than ``pipeline`` are ahead of test ``base`` (the
+            first whose output is not read yet: its set is still in use); -1 if none may go now."""
+            return sent if sent < n and sent - base < s.pipeline else -1
 
-        fill(k)
+        while (nxt := next_to_send(k)) >= 0 and z.send_test(nxt, nxt == n - 1, problem._inputs[nxt]):
+            sent += 1
         long_source = len(source) > COMPILED_REPORT_BYTES
         g = _Gen(time.monotonic(), max(tl, 10.0) + 1.0 if long_source else job.slack_left)
         while k < n:
@@ -347,7 +344,7 @@ class Worker:
                 # test k's set is free: the next test goes in the same call, before the comparison, so the
                 # child stays fed (if test k fails and stops the generation, what was handed ahead is
                 # killed with it); a dirty child ends here
-                nxt = sent if not rep.dirty and sent < n and sent - (k + 1) < s.pipeline else -1
+                nxt = -1 if rep.dirty else next_to_send(k + 1)
                 out, size, tail, ok = z.take_output(k, s.output_limit, s.stderr_tail_bytes, nxt, nxt == n - 1,
                                                     problem._inputs[nxt] if nxt >= 0 else b"")
                 sent += ok
