@@ -124,10 +124,12 @@ int pop_frame(std::string& buf, Frame& out, uint64_t max_payload) {
     return 1;
 }
 
-void OutQueue::push(uint32_t type, uint32_t seq, const std::string& payload, std::vector<UniqueFd> fds) {
+void OutQueue::push(uint32_t type, uint32_t seq, const std::string& payload, std::vector<UniqueFd> fds,
+                    std::vector<int> borrowed) {
     Item it;
     it.bytes = encode_frame(type, seq, payload);
     it.fds = std::move(fds);
+    it.borrowed = std::move(borrowed);
     q_.push_back(std::move(it));
 }
 
@@ -135,12 +137,15 @@ bool OutQueue::flush(int sock) {
     while (!q_.empty()) {
         Item& it = q_.front();
         std::vector<int> raw;
-        if (it.off == 0)
+        if (it.off == 0) {
             for (auto& f : it.fds) raw.push_back(f.get());
+            raw.insert(raw.end(), it.borrowed.begin(), it.borrowed.end());
+        }
         ssize_t k = send_with_fds(sock, it.bytes.data() + it.off, it.bytes.size() - it.off, raw.data(), raw.size(),
                                   MSG_DONTWAIT);
         if (k < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
         it.fds.clear();  // delivered with the first byte
+        it.borrowed.clear();
         it.off += static_cast<size_t>(k);
         if (it.off < it.bytes.size()) return true;  // the socket is full: the rest waits for POLLOUT
         q_.pop_front();

@@ -173,7 +173,10 @@ int pop_frame(std::string& buf, Frame& out, uint64_t max_payload);
 // keeps the rest; a frame's descriptors go with its first byte. The supervisor never blocks on a send.
 class OutQueue {
 public:
-    void push(uint32_t type, uint32_t seq, const std::string& payload, std::vector<UniqueFd> fds = {});
+    // `fds` are closed once sent; `borrowed` descriptors are sent as they are and must stay open while the
+    // frame is queued (clear() the queue before closing them)
+    void push(uint32_t type, uint32_t seq, const std::string& payload, std::vector<UniqueFd> fds = {},
+              std::vector<int> borrowed = {});
     // false on a socket error (peer gone); true otherwise (even if something is still queued).
     bool flush(int sock);
     bool empty() const { return q_.empty(); }
@@ -183,6 +186,7 @@ private:
     struct Item {
         std::string bytes;
         std::vector<UniqueFd> fds;
+        std::vector<int> borrowed;
         size_t off = 0;
     };
     std::deque<Item> q_;

@@ -64,12 +64,6 @@ UniqueFd make_memfd(const char* name) {
     return UniqueFd(fd);
 }
 
-UniqueFd dup_fd(int fd) {
-    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (d < 0) throw SysError("dup", errno);
-    return UniqueFd(d);
-}
-
 std::string pread_all(int fd, off_t off, size_t n) {
     std::string s(n, '\0');
     size_t got = 0;
@@ -257,16 +251,16 @@ public:
         size_t s = static_cast<size_t>(index) % sets_.size();
         Set& st = sets_[s];
         load_input(st.in.get(), input);
-        std::vector<UniqueFd> fds;
+        // the set's own descriptors, not copies: they stay open until end_generation, which empties the
+        // queue first
+        std::vector<int> fds;
         if (!st.handed) {
-            fds.push_back(dup_fd(st.in.get()));
-            fds.push_back(dup_fd(st.out.get()));
-            fds.push_back(dup_fd(st.err.get()));
+            fds = {st.in.get(), st.out.get(), st.err.get()};
             st.handed = true;
         }
         FieldWriter w;
         w.u32(static_cast<uint32_t>(index)).u32(last ? 1 : 0).u32(static_cast<uint32_t>(s));
-        cout_.push(kTest, seq_, w.str(), std::move(fds));
+        cout_.push(kTest, seq_, w.str(), {}, std::move(fds));
         return cout_.flush(ctl_.get());
     }
 
@@ -426,6 +420,7 @@ private:
             }
             if (k < 0) break;
             zbuf_.append(tmp, static_cast<size_t>(k));
+            if (static_cast<size_t>(k) < sizeof(tmp)) break;  // drained (a stream socket): no read for EAGAIN
         }
         Frame f;
         for (;;) {
@@ -459,10 +454,14 @@ private:
     std::string wait_nogil(double timeout_s, uint64_t max_frame, uint32_t& type, std::string& payload) {
         double deadline = now_s() + timeout_s;
         static thread_local char tmp[1 << 16];
+        bool zpoll = false;  // poll reported the zygote's socket (data, hang-up or error)
         for (;;) {
             if (ctl_ && !cout_.empty() && !cout_.flush(ctl_.get())) cout_.clear();
             if (!zout_.empty()) zout_.flush(zsock_.get());
-            pump_zygote();
+            // while the child can talk, what the zygote sends (STARTED, EXIT) is not needed here and is
+            // read when poll reports the socket or the child's channel closes
+            if (zpoll || !ctl_ || ctl_eof_) pump_zygote();
+            zpoll = false;
             if (ctl_ && cbuf_.size() >= sizeof(FrameHeader)) {
                 FrameHeader h;
                 std::memcpy(&h, cbuf_.data(), sizeof(h));
@@ -522,13 +521,14 @@ private:
                     if (k > 0) {
                         cbuf_.append(tmp, static_cast<size_t>(k));
                         if (cbuf_.size() > max_frame + 2 * sizeof(FrameHeader)) break;
+                        if (static_cast<size_t>(k) < sizeof(tmp)) break;  // drained for now
                         continue;
                     }
                     if (k == 0) ctl_eof_ = true;
                     break;
                 }
             }
-            if (pf[0].revents & (POLLHUP | POLLERR)) pump_zygote();
+            if (pf[0].revents) zpoll = true;
         }
     }
 

@@ -448,6 +448,21 @@ def test_fork_cost_probe():
         assert 0 < s < 1.0
 
 
+# every mapping of the zygote is copied by each fork and torn down by each child's exit: what the zygote
+# imports for itself or pre-imports must be worth that in every generation
+_NOT_IN_ZYGOTE = ("socket", "_socket", "select", "shutil", "zlib", "bz2", "lzma", "hashlib", "_hashlib", "base64")
+
+
+def test_zygote_loads_only_what_generations_need_and_the_rest_still_imports(ex):
+    probe = ("import sys\nloaded = sorted(m for m in %r if m in sys.modules)\n"
+             "import hashlib, base64, shutil, socket\n"
+             "print(loaded, hashlib.sha256(b'a').hexdigest()[:8], base64.b64encode(b'hi').decode())" % (_NOT_IN_ZYGOTE,))
+    r = judge1(ex, probe, Problem(tests=[TestCase("", "[] ca978112 aGk=\n")]))
+    assert r.verdict == Verdict.AC, (r.tests[0].message, r.tests[0].stderr_tail)
+    code = "import statistics\nprint(statistics.mean([1, 2, 3]))"  # a module outside PREIMPORT
+    assert judge1(ex, code, Problem(tests=[TestCase("", "2\n")])).verdict == Verdict.AC
+
+
 def test_input_larger_than_the_output_cap_arrives_whole():
     """An input the child could not write under its RLIMIT_FSIZE (the output cap) travels as its own file."""
     big = "".join(f"{i}\n" for i in range(20000))  # ~109 KB, over a 0.05 MB cap

@@ -14,9 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-import shutil
 import signal
-import socket
 import sys
 
 # The whole environment of a zygote and of every program it runs (nothing of the caller's leaks in).
@@ -33,11 +31,15 @@ SCRUBBED_ENV = {
 
 # Modules the judged programs commonly import: pre-imported so a generation pays nothing for them.
 # Not threading, queue, random or statistics: their at-fork hooks would run in every forked child.
+# Not hashlib or base64 either: every fork copies the zygote's page tables and every child's exit tears
+# its copy down, so each mapping costs every generation; hashlib alone (OpenSSL's libcrypto, _hashlib,
+# _blake2: 15 mappings, ~0.6 MB of written pages) cost ~37 us per bare fork + exit, base64 brings zlib
+# (via binascii), and programs that import either are rare (they pay the import themselves).
 PREIMPORT = (
     "abc array bisect builtins cmath collections collections.abc contextlib copy dataclasses datetime "
     "decimal enum fractions functools heapq io itertools json math numbers operator re "
     "string sys time typing unicodedata warnings weakref textwrap traceback "
-    "linecache types struct hashlib base64 pprint inspect dis"
+    "linecache types struct pprint inspect dis"
 ).split()
 
 PRELUDE_SOURCE = """
@@ -357,8 +359,11 @@ class CgroupSetup:
 class Zygote:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
-        self.sock = socket.socket(fileno=3)
-        self.sock.setblocking(True)
+        # fd 3 stays a bare descriptor: the socket module (and shutil, needed only when there is no tmpfs)
+        # would map four more extension modules and their libraries into the zygote, and every fork
+        # copies the zygote's mappings
+        self.sock = 3
+        os.set_blocking(self.sock, True)
         self.layers: dict = {}
         self.pid1 = False
         self.uid = -1
@@ -428,7 +433,7 @@ class Zygote:
             # become PID 1 of the new PID namespace: fork once; the outer process only waits
             pid = os.fork()
             if pid:
-                self.sock.close()
+                os.close(self.sock)
                 while True:
                     try:
                         _, st = os.waitpid(pid, 0)
@@ -536,7 +541,7 @@ class Zygote:
         self.child.prepare_zygote_state()
 
     def make_workdir(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        _rmtree(self.workdir)
         os.mkdir(self.workdir, 0o700)
         if self.uid >= 0:
             os.chown(self.workdir, self.uid, self.gid)
@@ -544,19 +549,25 @@ class Zygote:
     def serve(self) -> None:
         from microcoder_fast._C import frame
 
-        frame.send(self.sock.fileno(), frame.READY, 0, json.dumps(self.layers).encode())
+        frame.send(self.sock, frame.READY, 0, json.dumps(self.layers).encode())
         cg = self.cgroup
-        got = self.sandbox.zygote_loop(self.sock.fileno(), self.workdir, self.uid, self.gid, self.pid1,
+        got = self.sandbox.zygote_loop(self.sock, self.workdir, self.uid, self.gid, self.pid1,
                                        bool(self.layers.get("seccomp")), self.tmpfs_mb, self.mounts,
                                        self.new_ipc, cg.child_oom_adj, cg.reset, cg.oom, cg.peak,
                                        self.last_pid_fd)
         if got is None:
             return
         # a generation child, sandbox entered: run the harness, never come back
-        self.sock.detach()
         fn_name, source = got
         self.child.child_main(fn_name, source, self.builtins_snapshot, self.call_builtins,
                               self.call_builtins_snapshot, self.encode_value)
+
+
+def _rmtree(path: str) -> None:
+    if os.path.lexists(path):
+        import shutil  # only here: see Zygote.__init__
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 STACK_BYTES = 1 << 30
@@ -606,7 +617,7 @@ def main() -> None:
         pass
     z.cgroup.close()
     if not z.tmpfs_mb:
-        shutil.rmtree(z.workdir, ignore_errors=True)
+        _rmtree(z.workdir)
     os._exit(0)
 
 
