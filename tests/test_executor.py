@@ -454,9 +454,9 @@ _NOT_IN_ZYGOTE = ("socket", "_socket", "select", "shutil", "zlib", "bz2", "lzma"
 
 
 def test_zygote_loads_only_what_generations_need_and_the_rest_still_imports(ex):
-    probe = ("import sys\nloaded = sorted(m for m in %r if m in sys.modules)\n"
+    probe = (f"import sys\nloaded = sorted(m for m in {_NOT_IN_ZYGOTE!r} if m in sys.modules)\n"
              "import hashlib, base64, shutil, socket\n"
-             "print(loaded, hashlib.sha256(b'a').hexdigest()[:8], base64.b64encode(b'hi').decode())" % (_NOT_IN_ZYGOTE,))
+             "print(loaded, hashlib.sha256(b'a').hexdigest()[:8], base64.b64encode(b'hi').decode())")
     r = judge1(ex, probe, Problem(tests=[TestCase("", "[] ca978112 aGk=\n")]))
     assert r.verdict == Verdict.AC, (r.tests[0].message, r.tests[0].stderr_tail)
     code = "import statistics\nprint(statistics.mean([1, 2, 3]))"  # a module outside PREIMPORT
