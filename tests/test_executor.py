@@ -385,10 +385,21 @@ def test_lcb_mode_keeps_its_leniency(mode, verdict):
 
 
 def test_judge_keeps_input_order_and_accepts_generators(ex):
-    items = ((f"print({i})", Problem(tests=[TestCase("", f"{i}\n")])) for i in range(12))
+    from microcoder_fast.executor.api import JUDGE_CHUNK
+
+    n = 2 * JUDGE_CHUNK + 7  # more than the two chunks judge() queues at a time
+    slow = "import time\ntime.sleep(0.3)\nprint(0)"  # finishes after later items: results still in input order
+    items = (((slow if i % JUDGE_CHUNK == 1 else f"print({i % 2})"), Problem(tests=[TestCase("", "0\n")]))
+             for i in range(n))
     rs = ex.judge(items)
-    assert [r.index for r in rs] == list(range(12))
-    assert all(r.verdict == Verdict.AC for r in rs)
+    assert [r.index for r in rs] == list(range(n))
+    assert [r.verdict for r in rs] == [Verdict.AC if i % 2 == 0 or i % JUDGE_CHUNK == 1 else Verdict.WA
+                                       for i in range(n)]
+    # a bad item after the first chunks is a clear error
+    bad = ((("print(0)", Problem(tests=[TestCase("", "0\n")])) if i < JUDGE_CHUNK + 3 else ("x", "no problem"))
+           for i in range(JUDGE_CHUNK + 5))
+    with pytest.raises(TypeError, match="Problem"):
+        ex.judge(bad)
 
 
 def test_judge_iter_streams_with_indices(ex):

@@ -16,6 +16,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as _wait_all
 
 from microcoder_fast.executor import compare as _compare
 from microcoder_fast.executor.types import (
@@ -30,6 +31,9 @@ from microcoder_fast.executor.types import (
     next_item,
 )
 from microcoder_fast.executor.worker import Settings, Worker
+
+#: Executor.judge queues the input this many items at a time (see there)
+JUDGE_CHUNK = 64
 
 __all__ = ["Executor", "ModeVerdict", "Problem", "Result", "TestCase", "TestResult", "Verdict"]
 
@@ -175,13 +179,36 @@ class Executor(Closing):
     def judge(
         self, items: Iterable[tuple[str | bytes, Problem]], stop_on_first_failure: bool = True
     ) -> list[Result]:
-        """Judge every (code, problem) pair; results in input order."""
-        out: list[Result | None] = []
-        for r in self.judge_iter(items, stop_on_first_failure):
-            while len(out) <= r.index:  # type: ignore[operator]
-                out.append(None)
-            out[r.index] = r  # type: ignore[index]
-        return out  # type: ignore[return-value]
+        """Judge every (code, problem) pair; results in input order.
+
+        The input is consumed a chunk of :data:`JUDGE_CHUNK` items at a time, two chunks queued, and the
+        calling thread wakes once per chunk (when its oldest chunk is judged), not once per result: every
+        wake-up takes the GIL from the threads that drive the zygotes."""
+        if self._closed:
+            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        out: list[Result] = []
+        it = iter(enumerate(items))
+        chunks: list[list[Future]] = []
+        exhausted = False
+        while True:
+            while not exhausted and len(chunks) < 2:
+                chunk: list[Future] = []
+                while len(chunk) < JUDGE_CHUNK:
+                    nxt = next_item(it)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    i, code, problem = nxt
+                    fut: Future = Future()
+                    self._jobs.put((fut, code, problem, stop_on_first_failure, i))
+                    chunk.append(fut)
+                if chunk:
+                    chunks.append(chunk)
+            if not chunks:
+                return out
+            oldest = chunks.pop(0)
+            _wait_all(oldest)
+            out.extend(f.result() for f in oldest)
 
     def judge_iter(
         self,
