@@ -359,9 +359,10 @@ class CgroupSetup:
 class Zygote:
     def __init__(self, cfg: dict) -> None:
         self.cfg = cfg
-        # fd 3 stays a bare descriptor: the socket module (and shutil, needed only when there is no tmpfs)
-        # would map four more extension modules and their libraries into the zygote, and every fork
-        # copies the zygote's mappings
+        # fd 3 stays a bare descriptor: the socket module and shutil (needed only when there is no tmpfs)
+        # would map five more extension modules (_socket, select, zlib, _bz2, _lzma) and three libraries
+        # into the zygote, and every fork copies its mappings (186 -> 150 of them without: bare fork + exit
+        # 583 -> 515 us here)
         self.sock = 3
         os.set_blocking(self.sock, True)
         self.layers: dict = {}
