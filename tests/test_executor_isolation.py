@@ -297,6 +297,36 @@ def test_posix_shared_memory_and_semaphores_work_in_dev_shm(ex):
     assert r.verdict == Verdict.AC, (r.message, r.tests and r.tests[0].stderr_tail)
 
 
+def test_a_python_installed_under_tmp_is_visible_in_the_sandbox(ex, tmp_path):
+    """The minimal root is built on a tmpfs over /tmp and has a /tmp of its own: a venv under /tmp (CI makes
+    one in a temporary directory) must still be bound, or a program that starts sys.executable (a
+    subprocess, multiprocessing's resource tracker) fails where it works on the host."""
+    if not ex.layers.get("root") or not ex.layers.get("namespaces"):
+        pytest.skip("the minimal root needs root and namespaces")
+    import subprocess
+    import sys
+
+    import microcoder_fast
+
+    venv = tmp_path / "venv"
+    assert str(venv).startswith("/tmp/")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    program = ("import subprocess, sys\nr = subprocess.run([sys.executable, '-c', 'import sys; print(sys.prefix)'], "
+               "capture_output=True, text=True)\nprint(r.stdout.strip() == sys.prefix, r.stderr[-200:])")
+    driver = (
+        "import sys\nfrom microcoder_fast.executor import Executor, Problem, TestCase\n"
+        f"with Executor(workers=1, time_limit_s=5.0) as e:\n"
+        f"    r = e.judge([({program!r}, Problem(tests=[TestCase('', 'True \\n')]))])[0]\n"
+        "print(sys.prefix, r.verdict, r.tests[0].message if r.tests else r.message)"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(microcoder_fast.__file__)))
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", driver], capture_output=True, text=True, env=env,
+                         timeout=120)
+    prefix, verdict, *why = out.stdout.split(maxsplit=2)
+    assert prefix == str(venv), (out.stdout, out.stderr[-2000:])
+    assert verdict == "AC", (why, out.stderr[-2000:])
+
+
 def test_host_is_left_clean_after_close():
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))

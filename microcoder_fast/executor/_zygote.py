@@ -110,14 +110,11 @@ def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
     new PID namespace's /proc; then pivot_root. The caller's files (project, data, home directories) are
     simply not there."""
     sandbox.mount("", "/", "", sandbox.MS_REC | sandbox.MS_PRIVATE, "")
-    sandbox.mount("tmpfs", "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, "size=64m,mode=0755")
-    new = "/tmp/root"
-    os.mkdir(new, 0o755)
-    sandbox.mount("tmpfs", new, "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, "size=16m,mode=0755")
+    links: dict[str, str] = {}
     roots: list[str] = []
     for d in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32", "/etc"):
         if os.path.islink(d):
-            os.symlink(os.readlink(d), new + d)
+            links[d] = os.readlink(d)
         elif os.path.isdir(d):
             roots.append(d)
     py_dirs = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
@@ -127,10 +124,32 @@ def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
             py_dirs.add(os.path.realpath(p))
     for d in sorted(py_dirs, key=len):
         d = os.path.realpath(d)
-        if os.path.isdir(d) and not _covered(d, roots):
+        # a directory holding /tmp/gen (the generation's tmpfs) cannot be bound read-only
+        if os.path.isdir(d) and not _covered(d, roots) and not _covered(GEN_DIR, [d]):
             roots.append(d)
-    for d in roots:
-        _bind_ro(sandbox, d, new + d)
+    # The new root is built on a tmpfs over /tmp, which hides what the host has there, and the sandbox's
+    # own /tmp would hide binds below it: a Python (a venv, as CI makes) under /tmp is bound from a handle
+    # taken now, after the sandbox's /tmp is mounted
+    held: dict[str, int] = {}
+    try:
+        for d in roots:
+            if _covered(d, ["/tmp"]):
+                held[d] = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        sandbox.mount("tmpfs", "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, "size=64m,mode=0755")
+        new = "/tmp/root"
+        os.mkdir(new, 0o755)
+        sandbox.mount("tmpfs", new, "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, "size=16m,mode=0755")
+        for d, target in links.items():
+            os.symlink(target, new + d)
+        # /tmp itself is not writable by the generation: its private work directory (also $TMPDIR) is
+        os.makedirs(new + "/tmp", mode=0o755)
+        sandbox.mount("tmpfs", new + "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV,
+                      f"size={tmp_mb}m,mode=0755")
+        for d in roots:
+            _bind_ro(sandbox, f"/proc/self/fd/{held[d]}" if d in held else d, new + d)
+    finally:
+        for fd in held.values():
+            os.close(fd)
     # a venv's bin/python is a symlink into the base install: both paths are bound above
     os.makedirs(new + "/dev", mode=0o755)
     sandbox.mount("tmpfs", new + "/dev", "tmpfs", sandbox.MS_NOSUID, "size=1m,mode=0755")
@@ -141,9 +160,6 @@ def build_minimal_root(sandbox, tmp_mb: int) -> None:  # noqa: ANN001
                          ("stderr", "/proc/self/fd/2")):
         os.symlink(target, new + "/dev/" + name)
     os.symlink(GEN_DIR + "/shm", new + "/dev/shm")  # shm_open and sem_open resolve it
-    # /tmp itself is not writable by the generation: its private work directory (also $TMPDIR) is
-    os.makedirs(new + "/tmp", mode=0o755)
-    sandbox.mount("tmpfs", new + "/tmp", "tmpfs", sandbox.MS_NOSUID | sandbox.MS_NODEV, f"size={tmp_mb}m,mode=0755")
     os.makedirs(new + "/proc", mode=0o555)
     sandbox.mount("proc", new + "/proc", "proc", sandbox.MS_NOSUID | sandbox.MS_NODEV | sandbox.MS_NOEXEC, "")
     # read-only root once everything is in place
