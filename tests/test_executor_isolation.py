@@ -315,14 +315,16 @@ def test_a_python_installed_under_tmp_is_visible_in_the_sandbox(ex, tmp_path):
                "capture_output=True, text=True)\nprint(r.stdout.strip() == sys.prefix, r.stderr[-200:])")
     driver = (
         "import sys\nfrom microcoder_fast.executor import Executor, Problem, TestCase\n"
-        f"with Executor(workers=1, time_limit_s=5.0) as e:\n"
+        "with Executor(workers=1, time_limit_s=5.0) as e:\n"
         f"    r = e.judge([({program!r}, Problem(tests=[TestCase('', 'True \\n')]))])[0]\n"
         "print(sys.prefix, r.verdict, r.tests[0].message if r.tests else r.message)"
     )
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(microcoder_fast.__file__)))
     out = subprocess.run([str(venv / "bin" / "python"), "-c", driver], capture_output=True, text=True, env=env,
                          timeout=120)
-    prefix, verdict, *why = out.stdout.split(maxsplit=2)
+    got = out.stdout.split(maxsplit=2)
+    assert len(got) >= 2, (out.returncode, out.stderr[-2000:])
+    prefix, verdict, *why = got
     assert prefix == str(venv), (out.stdout, out.stderr[-2000:])
     assert verdict == "AC", (why, out.stderr[-2000:])
 
