@@ -169,8 +169,7 @@ class Executor(Closing):
 
     def submit(self, code: str | bytes, problem: Problem, stop_on_first_failure: bool = True) -> Future:
         """Judge one generation in the background; the Future's result is a :class:`Result`."""
-        if self._closed:
-            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        self._check_open()
         check_item(code, problem, None)
         fut: Future = Future()
         self._jobs.put((fut, code, problem, stop_on_first_failure, None))
@@ -184,8 +183,7 @@ class Executor(Closing):
         The input is consumed a chunk of :data:`JUDGE_CHUNK` items at a time, two chunks queued, and the
         calling thread wakes once per chunk (when its oldest chunk is judged), not once per result: every
         wake-up takes the GIL from the threads that drive the zygotes."""
-        if self._closed:
-            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        self._check_open()
         out: list[Result] = []
         it = iter(enumerate(items))
         chunks: list[list[Future]] = []
@@ -194,13 +192,10 @@ class Executor(Closing):
             while not exhausted and len(chunks) < 2:
                 chunk: list[Future] = []
                 while len(chunk) < JUDGE_CHUNK:
-                    nxt = next_item(it)
-                    if nxt is None:
+                    fut = self._queue_next(it, stop_on_first_failure)
+                    if fut is None:
                         exhausted = True
                         break
-                    i, code, problem = nxt
-                    fut: Future = Future()
-                    self._jobs.put((fut, code, problem, stop_on_first_failure, i))
                     chunk.append(fut)
                 if chunk:
                     chunks.append(chunk)
@@ -218,8 +213,7 @@ class Executor(Closing):
     ) -> Iterator[Result]:
         """Yield each Result as soon as it is judged (completion order; ``result.index`` is the input
         position). The input iterable is consumed lazily, at most ``max_in_flight`` items ahead."""
-        if self._closed:
-            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+        self._check_open()
         limit = max_in_flight or 4 * self.workers
         done: queue.SimpleQueue = queue.SimpleQueue()
         in_flight = 0
@@ -227,14 +221,11 @@ class Executor(Closing):
         exhausted = False
         while True:
             while not exhausted and in_flight < limit:
-                nxt = next_item(it)
-                if nxt is None:
+                fut = self._queue_next(it, stop_on_first_failure)
+                if fut is None:
                     exhausted = True
                     break
-                i, code, problem = nxt
-                fut: Future = Future()
-                fut.add_done_callback(done.put)
-                self._jobs.put((fut, code, problem, stop_on_first_failure, i))
+                fut.add_done_callback(done.put)  # called at once if the job is already done
                 in_flight += 1
             if in_flight == 0:
                 return
@@ -243,6 +234,21 @@ class Executor(Closing):
             yield f.result()
 
     imap_unordered = judge_iter
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("Executor is closed; create a new one (or use it as a context manager)")
+
+    def _queue_next(self, it: Iterator, stop: bool) -> Future | None:
+        """Take the next (index, code, problem) of ``it`` (checked, see types.next_item) and queue it for
+        the workers; None once ``it`` is exhausted."""
+        nxt = next_item(it)
+        if nxt is None:
+            return None
+        i, code, problem = nxt
+        fut: Future = Future()
+        self._jobs.put((fut, code, problem, stop, i))
+        return fut
 
     def fork_exit_wait_s(self, n: int = 500, numpy: bool | None = None) -> float:
         """This host's bare fork + _exit + waitpid cost in seconds, measured inside a zygote (a plain
